@@ -1,0 +1,241 @@
+"""The model bundle: weights (safetensors, never pickle) + ``bundle.json`` that describes them.
+
+A bundle is a directory (or a ``.tar`` of one) holding ``model.safetensors`` and ``bundle.json``,
+and optionally exported artefacts (``model.onnx``, ``engines/``). It is the course's
+deploy.prototxt + .caffemodel + mean image, made safe and self-describing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import tarfile
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+WEIGHTS = "model.safetensors"
+MANIFEST = "bundle.json"
+FORMAT_VERSION = 1
+_REQUIRED = (
+    "format_version", "arch", "arch_args", "input_size", "mean", "std", "classes",
+    "positive_class", "output_stride", "receptive_field", "weights_sha256",
+)  # fmt: skip
+
+
+class BundleError(ValueError):
+    """A model bundle is missing, corrupt, or does not match its description."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What ``bundle.json`` says, validated. ``path`` is the bundle directory.
+
+    ``mean``/``std`` are per-channel (R, G, B) on the 0..1 scale of 8-bit pixels / 255.
+    ``object_size_px`` is the side of a detection box in pixels (the face size seen in training).
+    ``temperature`` divides logits before softmax so scores are calibrated on ``val/``.
+    """
+
+    path: Path
+    arch: str
+    arch_args: dict[str, Any]
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    classes: tuple[str, ...]
+    positive_class: str
+    output_stride: int
+    receptive_field: int
+    weights_sha256: str
+    object_size_px: float | None = None
+    temperature: float = 1.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data_fingerprint: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    created_at: str = ""
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def positive_index(self) -> int:
+        return self.classes.index(self.positive_class)
+
+    @property
+    def box_size_px(self) -> float:
+        """Detection box side: the trained object size, else the window."""
+        return float(self.object_size_px or self.input_size)
+
+    def manifest(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("path")
+        return d
+
+
+def save_bundle(out_dir: str | Path, model, **meta: Any) -> Bundle:
+    """Write ``model``'s weights and ``meta`` (the :class:`Bundle` fields but path/hash) to a dir.
+
+    Writes to a temporary sibling and renames it into place, so a crash leaves no half bundle.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / WEIGHTS))
+    meta = {
+        "versions": _versions(),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **meta,
+        "weights_sha256": sha256_file(tmp / WEIGHTS),
+    }
+    bundle = _from_manifest(tmp, {"format_version": FORMAT_VERSION, **meta})
+    _write_manifest(tmp, bundle)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return replace(bundle, path=out)
+
+
+def update_manifest(bundle: Bundle, **changes: Any) -> Bundle:
+    """Rewrite ``bundle.json`` with ``changes`` (e.g. new ``artifacts``) and return the new Bundle."""
+    new = replace(bundle, **changes)
+    _write_manifest(bundle.path, new)
+    return new
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read and validate a bundle directory or ``.tar``; raise :class:`BundleError` on any problem."""
+    p = Path(path)
+    if not p.exists():
+        raise BundleError(f"{str(p)!r}: no such model bundle")
+    if p.is_file():
+        if not tarfile.is_tarfile(p):
+            raise BundleError(f"{str(p)!r}: not a bundle directory or .tar")
+        p = _extract(p)
+    for name in (MANIFEST, WEIGHTS):
+        if not (p / name).is_file():
+            raise BundleError(f"{str(p)!r}: bundle has no {name}")
+    try:
+        manifest = json.loads((p / MANIFEST).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{str(p / MANIFEST)!r}: not valid JSON ({e})") from e
+    bundle = _from_manifest(p, manifest)
+    digest = sha256_file(p / WEIGHTS)
+    if digest != bundle.weights_sha256:
+        raise BundleError(
+            f"{str(p / WEIGHTS)!r}: sha256 {digest[:12]}… does not match bundle.json "
+            f"({bundle.weights_sha256[:12]}…); the weights are corrupt or from another model"
+        )
+    return bundle
+
+
+def load_model(bundle: Bundle, device: str = "cpu"):
+    """Build the bundle's classifier and load its weights (eval mode, float32)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from models.nets import build_classifier
+
+    model = build_classifier(
+        bundle.arch, bundle.input_size, num_classes=len(bundle.classes), **bundle.arch_args
+    )
+    try:
+        state = load_file(str(bundle.path / WEIGHTS), device=device)
+    except (SafetensorError, OSError) as e:
+        raise BundleError(f"{str(bundle.path / WEIGHTS)!r}: unreadable safetensors ({e})") from e
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise BundleError(
+            f"{str(bundle.path)!r}: weights do not fit arch {bundle.arch!r} "
+            f"with input_size {bundle.input_size}: {e}"
+        ) from e
+    if (model.output_stride, model.receptive_field) != (bundle.output_stride, bundle.receptive_field):
+        raise BundleError(
+            f"{str(bundle.path)!r}: bundle.json says stride {bundle.output_stride}/receptive field "
+            f"{bundle.receptive_field}, the network has {model.output_stride}/{model.receptive_field}"
+        )
+    return model.to(device).eval()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _from_manifest(path: Path, m: dict[str, Any]) -> Bundle:
+    missing = [k for k in _REQUIRED if k not in m]
+    if missing:
+        raise BundleError(f"{str(path)!r}: bundle.json lacks {', '.join(missing)}")
+    if m["format_version"] != FORMAT_VERSION:
+        raise BundleError(
+            f"{str(path)!r}: bundle format {m['format_version']}, this whalescan reads {FORMAT_VERSION}"
+        )
+    known = set(Bundle.__dataclass_fields__) - {"path"}
+    try:
+        b = Bundle(path=path, **{k: v for k, v in m.items() if k in known})
+        b = replace(
+            b,
+            mean=tuple(float(v) for v in b.mean),
+            std=tuple(float(v) for v in b.std),
+            classes=tuple(str(c) for c in b.classes),
+        )
+    except (TypeError, ValueError) as e:
+        raise BundleError(f"{str(path)!r}: malformed bundle.json ({e})") from e
+    if len(b.mean) != 3 or len(b.std) != 3 or min(b.std) <= 0:
+        raise BundleError(f"{str(path)!r}: mean/std must be 3 values each, std > 0")
+    if b.positive_class not in b.classes:
+        raise BundleError(
+            f"{str(path)!r}: positive_class {b.positive_class!r} not in classes {list(b.classes)}"
+        )
+    if b.input_size < 1 or b.output_stride < 1:
+        raise BundleError(f"{str(path)!r}: input_size and output_stride must be positive")
+    return b
+
+
+def _write_manifest(directory: Path, bundle: Bundle) -> None:
+    tmp = directory / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(bundle.manifest(), indent=2, sort_keys=True) + "\n")
+    tmp.replace(directory / MANIFEST)
+
+
+def _extract(tar_path: Path) -> Path:
+    """Unpack a bundle .tar once into a cache dir keyed by its hash (data-only filter: no links out)."""
+    key = sha256_file(tar_path)[:16]
+    dest = Path(tempfile.gettempdir()) / "whalescan-bundles" / key
+    if not (dest / MANIFEST).exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        try:
+            with tarfile.open(tar_path) as tf:
+                tf.extractall(dest, filter="data")
+        except (tarfile.TarError, OSError) as e:
+            raise BundleError(f"{str(tar_path)!r}: unreadable bundle tar ({e})") from e
+    inner = [d for d in dest.iterdir() if d.is_dir()]
+    if not (dest / MANIFEST).exists() and len(inner) == 1:
+        return inner[0]
+    return dest
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    import torch
+
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for pkg in ("whalescan", "torchvision", "ray"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out

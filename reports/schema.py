@@ -1,0 +1,149 @@
+"""The frozen Arrow schemas of the reports (DESIGN.md "Parquet outputs") and ``SceneMeta``.
+
+Frozen means: columns are never renamed, retyped or reordered; new ones are appended,
+nullable, and ``SCHEMA_VERSION`` is bumped. ``tests/test_reports.py`` pins both schemas.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow as pa
+from affine import Affine
+from rasterio.crs import CRS
+
+__all__ = [
+    "BBOX_TYPE",
+    "DETECTIONS_SCHEMA",
+    "SCENES_SCHEMA",
+    "SCENE_STATUSES",
+    "SCHEMA_VERSION",
+    "SCHEMA_VERSION_KEY",
+    "SceneMeta",
+]
+
+SCHEMA_VERSION = "1"
+SCHEMA_VERSION_KEY = "whalescan:schema_version"
+SCENE_STATUSES = ("ok", "failed", "skipped")
+
+_METADATA = {SCHEMA_VERSION_KEY.encode(): SCHEMA_VERSION.encode()}
+_UTC_US = pa.timestamp("us", tz="UTC")
+
+# GeoParquet 1.1 bbox covering column of `geometry` (lon/lat degrees).
+BBOX_TYPE = pa.struct(
+    [
+        pa.field("xmin", pa.float64()),
+        pa.field("ymin", pa.float64()),
+        pa.field("xmax", pa.float64()),
+        pa.field("ymax", pa.float64()),
+    ]
+)
+
+DETECTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("scene_uri", pa.string(), nullable=False),
+        pa.field("scene_version", pa.string(), nullable=False),
+        pa.field("detection_id", pa.string(), nullable=False),
+        pa.field("label", pa.string()),
+        pa.field("score", pa.float32()),
+        # Scene pixels (column, row), corner-anchored, xmax/ymax exclusive.
+        pa.field("px_xmin", pa.float64()),
+        pa.field("px_ymin", pa.float64()),
+        pa.field("px_xmax", pa.float64()),
+        pa.field("px_ymax", pa.float64()),
+        pa.field("native_crs", pa.string()),
+        # Envelope of the box in native_crs units.
+        pa.field("x_min", pa.float64()),
+        pa.field("y_min", pa.float64()),
+        pa.field("x_max", pa.float64()),
+        pa.field("y_max", pa.float64()),
+        # Box centre, WGS 84 degrees.
+        pa.field("lon", pa.float64()),
+        pa.field("lat", pa.float64()),
+        # WKB polygon in OGC:CRS84 (x=lon, y=lat); the GeoParquet primary column.
+        pa.field("geometry", pa.binary()),
+        pa.field("bbox", BBOX_TYPE),
+        pa.field("mode", pa.string()),
+        pa.field("backend", pa.string()),
+        pa.field("model_sha256", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("detected_at", _UTC_US),
+    ],
+    metadata=_METADATA,
+)
+
+SCENES_SCHEMA = pa.schema(
+    [
+        pa.field("scene_uri", pa.string(), nullable=False),
+        pa.field("scene_version", pa.string(), nullable=False),
+        pa.field("scene_key", pa.string(), nullable=False),
+        pa.field("width", pa.int64()),
+        pa.field("height", pa.int64()),
+        pa.field("bands", pa.int64()),
+        pa.field("dtype", pa.string()),
+        pa.field("native_crs", pa.string()),
+        pa.field("status", pa.string(), nullable=False),  # one of SCENE_STATUSES
+        pa.field("error", pa.string()),
+        pa.field("detections", pa.int64()),
+        pa.field("megapixels", pa.float64()),
+        pa.field("seconds", pa.float64()),
+        pa.field("mode", pa.string()),
+        pa.field("backend", pa.string()),
+        pa.field("model_sha256", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("started_at", _UTC_US),
+        pa.field("finished_at", _UTC_US),
+        # Appended: the scene version's time (S3 LastModified / file mtime) that gave `dt`.
+        pa.field("scene_modified", _UTC_US),
+    ],
+    metadata=_METADATA,
+)
+
+
+@dataclass(frozen=True)
+class SceneMeta:
+    """What the reports need to know about one scene version.
+
+    Fields:
+        uri: where the scene was read from (``s3://…`` or a local path).
+        version: S3 ETag, or ``size+mtime`` for local files.
+        width, height: pixels (columns, rows). bands: band count. dtype: e.g. ``"uint8"``.
+        crs: the scene CRS (rasterio ``CRS``, ``"EPSG:32619"``, WKT, …) or None if it has none.
+        transform: pixel → ``crs`` affine (``offset="ul"``), or None; required when ``crs`` is set.
+        modified: the version's time (S3 LastModified / mtime), timezone-aware; gives ``dt``.
+            None only for a scene that could not even be stat'ed (a failed row).
+    """
+
+    uri: str
+    version: str
+    width: int | None = None
+    height: int | None = None
+    bands: int | None = None
+    dtype: str | None = None
+    crs: CRS | str | int | None = None
+    transform: Affine | None = None
+    modified: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.uri, str) or not self.uri:
+            raise ValueError(f"SceneMeta.uri={self.uri!r}, expected a non-empty string")
+        if not isinstance(self.version, str) or not self.version:
+            raise ValueError(f"SceneMeta.version={self.version!r} for {self.uri!r}, expected a non-empty string")
+        for name in ("width", "height", "bands"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, numbers.Integral) or value <= 0):
+                raise ValueError(f"SceneMeta.{name}={value!r} for {self.uri!r}, expected a positive int")
+        if self.crs is not None and self.transform is None:
+            raise ValueError(f"SceneMeta for {self.uri!r}: crs is set but transform is None")
+        if self.transform is not None and not isinstance(self.transform, Affine):
+            raise ValueError(
+                f"SceneMeta.transform for {self.uri!r}: {type(self.transform).__name__}, expected affine.Affine"
+            )
+        if self.modified is not None and (
+            not isinstance(self.modified, datetime) or self.modified.utcoffset() is None
+        ):
+            raise ValueError(
+                f"SceneMeta.modified={self.modified!r} for {self.uri!r}, expected a timezone-aware datetime"
+            )
