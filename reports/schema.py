@@ -130,20 +130,26 @@ class SceneMeta:
         if not isinstance(self.uri, str) or not self.uri:
             raise ValueError(f"SceneMeta.uri={self.uri!r}, expected a non-empty string")
         if not isinstance(self.version, str) or not self.version:
-            raise ValueError(f"SceneMeta.version={self.version!r} for {self.uri!r}, expected a non-empty string")
+            raise ValueError(
+                f"SceneMeta.version={self.version!r} for {self.uri!r}, expected a non-empty string"
+            )
         for name in ("width", "height", "bands"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, numbers.Integral) or value <= 0):
-                raise ValueError(f"SceneMeta.{name}={value!r} for {self.uri!r}, expected a positive int")
+                raise ValueError(
+                    f"SceneMeta.{name}={value!r} for {self.uri!r}, expected a positive int"
+                )
         if self.crs is not None and self.transform is None:
             raise ValueError(f"SceneMeta for {self.uri!r}: crs is set but transform is None")
         if self.transform is not None and not isinstance(self.transform, Affine):
             raise ValueError(
-                f"SceneMeta.transform for {self.uri!r}: {type(self.transform).__name__}, expected affine.Affine"
+                f"SceneMeta.transform for {self.uri!r}: {type(self.transform).__name__}, "
+                "expected affine.Affine"
             )
         if self.modified is not None and (
             not isinstance(self.modified, datetime) or self.modified.utcoffset() is None
         ):
             raise ValueError(
-                f"SceneMeta.modified={self.modified!r} for {self.uri!r}, expected a timezone-aware datetime"
+                f"SceneMeta.modified={self.modified!r} for {self.uri!r}, "
+                "expected a timezone-aware datetime"
             )

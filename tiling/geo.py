@@ -78,7 +78,9 @@ def _pixels_to_map(transform: Affine, cols: np.ndarray, rows: np.ndarray):
         return np.zeros(shape), np.zeros(shape)
     # offset="ul": (col, row) is the upper-left pixel corner, so xy adds no half-pixel shift.
     xs, ys = rasterio.transform.xy(transform, rows.ravel(), cols.ravel(), offset="ul")
-    return np.asarray(xs, dtype=np.float64).reshape(shape), np.asarray(ys, np.float64).reshape(shape)
+    xs = np.asarray(xs, dtype=np.float64).reshape(shape)
+    ys = np.asarray(ys, dtype=np.float64).reshape(shape)
+    return xs, ys
 
 
 def boxes_to_map(transform: Affine, px_boxes: np.ndarray) -> np.ndarray:
@@ -96,7 +98,9 @@ def boxes_to_map(transform: Affine, px_boxes: np.ndarray) -> np.ndarray:
     return np.stack([xs.min(axis=1), ys.min(axis=1), xs.max(axis=1), ys.max(axis=1)], axis=1)
 
 
-def to_lonlat(crs: CRS | str | int, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def to_lonlat(
+    crs: CRS | str | int, xs: np.ndarray, ys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Map coordinates in ``crs`` → ``(lon, lat)`` in WGS 84 degrees, any (matching) shape.
 
     The order is longitude first (x=lon, y=lat), as OGC:CRS84 and rasterio use.
@@ -142,7 +146,9 @@ def boxes_to_lonlat_polygons(
     centre_cols = ((b[:, 0] + b[:, 2]) / 2.0)[:, None]
     centre_rows = ((b[:, 1] + b[:, 3]) / 2.0)[:, None]
     # One PROJ call for corners and centres together: (N, 5).
-    xs, ys = _pixels_to_map(transform, np.hstack([cols, centre_cols]), np.hstack([rows, centre_rows]))
+    xs, ys = _pixels_to_map(
+        transform, np.hstack([cols, centre_cols]), np.hstack([rows, centre_rows])
+    )
     lon, lat = to_lonlat(crs, xs, ys)
     corner_lon, corner_lat = lon[:, :4], lat[:, :4]
     # Shoelace sign: > 0 is counterclockwise. A north-up transform flips the pixel ring's

@@ -1,0 +1,208 @@
+"""Where reports live: a local directory or ``s3://bucket/prefix``, written atomically.
+
+Paths inside a store are *relpaths*: ``/``-separated, relative to the reports root
+(``detections/dt=2024-05-01/<key>.parquet``). Every write is all-or-nothing: locally a temp
+file in the same directory then ``os.replace``; on S3 a single ``PutObject``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LocalStore", "S3Store", "Store", "open_store"]
+
+_TMP_PREFIX = ".tmp-"  # partial local writes; hidden from list() and never end in .parquet
+
+
+def _check_relpath(relpath: str) -> str:
+    parts = relpath.split("/")
+    if not relpath or relpath.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(
+            f"relpath {relpath!r}: expected a relative '/'-separated path without '.', '..' or '//'"
+        )
+    return relpath
+
+
+class Store(ABC):
+    """A reports root: ``LocalStore`` or ``S3Store``; build one with ``open_store``."""
+
+    root: str
+
+    @abstractmethod
+    def write_bytes(self, relpath: str, data: bytes) -> None:
+        """Write ``data`` at ``relpath`` atomically (readers see the old object or the new one)."""
+
+    @abstractmethod
+    def read_bytes(self, relpath: str) -> bytes:
+        """The bytes at ``relpath``; ``FileNotFoundError`` naming the URI if absent."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Sorted relpaths of all objects whose relpath starts with ``prefix`` (recursive)."""
+
+    @abstractmethod
+    def exists(self, relpath: str) -> bool:
+        """Whether an object exists at ``relpath``."""
+
+    @abstractmethod
+    def uri(self, relpath: str = "") -> str:
+        """A URI (local absolute path or ``s3://…``) DuckDB, GeoPandas and GDAL can open."""
+
+    def read_many(self, relpaths: list[str], max_workers: int = 8) -> list[bytes]:
+        """``read_bytes`` for several relpaths (in order), concurrently where it helps."""
+        if len(relpaths) <= 1:
+            return [self.read_bytes(p) for p in relpaths]
+        with ThreadPoolExecutor(max_workers=max_workers) as pool:
+            return list(pool.map(self.read_bytes, relpaths))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.root!r})"
+
+
+class LocalStore(Store):
+    """Reports under a local directory (created on first write)."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.path = Path(root).expanduser().resolve()
+        self.root = str(self.path)
+
+    def _path(self, relpath: str) -> Path:
+        return self.path.joinpath(*_check_relpath(relpath).split("/"))
+
+    def write_bytes(self, relpath: str, data: bytes) -> None:
+        target = self._path(relpath)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_TMP_PREFIX + target.name + ".")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be read by others
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def read_bytes(self, relpath: str) -> bytes:
+        path = self._path(relpath)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{self.uri(relpath)!r}: no such report object") from err
+
+    def list(self, prefix: str = "") -> list[str]:
+        # Walk only the deepest directory that the prefix names, then filter by string prefix.
+        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.path.joinpath(*base.split("/")) if base else self.path
+        if not start.is_dir():
+            return []
+        out = []
+        for dirpath, _dirnames, filenames in os.walk(start):
+            rel_dir = Path(dirpath).relative_to(self.path).as_posix()
+            for name in filenames:
+                if name.startswith(_TMP_PREFIX):
+                    continue
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if rel.startswith(prefix):
+                    out.append(rel)
+        return sorted(out)
+
+    def exists(self, relpath: str) -> bool:
+        return self._path(relpath).is_file()
+
+    def uri(self, relpath: str = "") -> str:
+        return str(self._path(relpath)) if relpath else self.root
+
+
+class S3Store(Store):
+    """Reports under ``s3://bucket/prefix`` through boto3.
+
+    The endpoint (``AWS_ENDPOINT_URL``), region and credentials come from boto3's own
+    configuration chain; nothing secret is stored on the object or logged. The client is
+    made lazily and not pickled, so a store can be shipped to Ray workers.
+    """
+
+    def __init__(self, root: str):
+        if not root.startswith("s3://"):
+            raise ValueError(f"{root!r}: expected s3://bucket[/prefix]")
+        bucket, _, prefix = root[len("s3://") :].partition("/")
+        if not bucket:
+            raise ValueError(f"{root!r}: no bucket name")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.root = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._client: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                retries={"mode": "standard", "max_attempts": 8},
+                # Non-AWS S3 servers (moto, MinIO, Ceph) reject the newer default checksums.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            )
+            self._client = boto3.session.Session().client("s3", config=config)
+        return self._client
+
+    def _key(self, relpath: str) -> str:
+        _check_relpath(relpath)
+        return f"{self.prefix}/{relpath}" if self.prefix else relpath
+
+    def write_bytes(self, relpath: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(relpath), Body=data)
+
+    def read_bytes(self, relpath: str) -> bytes:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(relpath))
+        except self.client.exceptions.NoSuchKey as err:
+            raise FileNotFoundError(f"{self.uri(relpath)!r}: no such report object") from err
+        return resp["Body"].read()
+
+    def list(self, prefix: str = "") -> list[str]:
+        root_prefix = f"{self.prefix}/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        out = []
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=root_prefix + prefix):
+            out.extend(obj["Key"][len(root_prefix) :] for obj in page.get("Contents", ()))
+        return sorted(out)
+
+    def exists(self, relpath: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(relpath))
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def uri(self, relpath: str = "") -> str:
+        return f"s3://{self.bucket}/{self._key(relpath)}" if relpath else self.root
+
+
+def open_store(root: str | os.PathLike[str]) -> Store:
+    """A ``Store`` for ``root``: ``s3://bucket[/prefix]``, ``file:///dir`` or a local directory."""
+    text = os.fspath(root)
+    if text.startswith("s3://"):
+        return S3Store(text)
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    if "://" in text:
+        raise ValueError(
+            f"{text!r}: unsupported reports root; expected a local directory or s3://bucket/prefix"
+        )
+    return LocalStore(text)
