@@ -1,0 +1,104 @@
+"""Band selection and value scaling: any imagery → 3 channels on the 0..255 scale of 8-bit RGB.
+
+Models are trained on 8-bit RGB chips. ``--scale auto`` (the default) maps other data onto that
+scale without changing its contrast: 8-bit data passes through; integer data wider than 8 bits is
+divided by its bit depth, the smallest of 10/12/14/16 bits that holds the 99.99th percentile of
+the scene's overview (so 12-bit-in-16-bit imagery is read as 12-bit); float data ≤ 1 is treated
+as reflectance (× 255), larger floats are stretched between the 0.1th and 99.9th percentiles.
+Explicit specs: ``none``, ``bits:N``, ``range:LO,HI``, ``percentile:P1,P2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
+
+from tiling.scene import SceneError
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Per-band linear map to 0..255: ``out = clip((raw − offset) · gain, 0, 255)``."""
+
+    offset: tuple[float, ...]
+    gain: tuple[float, ...]
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        """(bands, rows, cols) raw values → float32 on the 0..255 scale."""
+        off = np.asarray(self.offset, np.float32)[:, None, None]
+        gain = np.asarray(self.gain, np.float32)[:, None, None]
+        if np.all(off == 0) and np.all(gain == 1) and raw.dtype == np.uint8:
+            return raw.astype(np.float32)
+        return np.clip((raw.astype(np.float32) - off) * gain, 0, 255)
+
+
+def select_bands(ds: rasterio.DatasetReader, uri: str, spec: tuple[int, ...] | None) -> tuple[int, ...]:
+    """1-based band indexes for R, G, B: ``spec`` if given, else by colour interpretation, else 1,2,3."""
+    if spec:
+        if len(spec) != 3 or any(b < 1 or b > ds.count for b in spec):
+            raise SceneError(f"{uri!r}: --bands {spec} must name 3 of bands 1..{ds.count}")
+        return tuple(spec)
+    if ds.count < 3:
+        raise SceneError(f"{uri!r}: {ds.count} band(s), expected 3 or more (RGB); pass --bands")
+    interp = list(ds.colorinterp)
+    want = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
+    if all(c in interp for c in want):
+        return tuple(interp.index(c) + 1 for c in want)
+    return (1, 2, 3)
+
+
+def parse_scale(spec: str) -> tuple[str, tuple[float, ...]]:
+    """``"bits:12"`` → ("bits", (12.0,)); validates the kind and argument count."""
+    kind, _, args = spec.partition(":")
+    values = tuple(float(v) for v in args.split(",")) if args else ()
+    arity = {"auto": 0, "none": 0, "bits": 1, "range": 2, "percentile": 2}
+    if kind not in arity or len(values) != arity[kind]:
+        raise ValueError(
+            f"--scale {spec!r}: expected auto, none, bits:N, range:LO,HI or percentile:P1,P2"
+        )
+    return kind, values
+
+
+def resolve_scaling(ds: rasterio.DatasetReader, bands: tuple[int, ...], spec: str) -> Scaling:
+    """The :class:`Scaling` for ``bands`` of ``ds`` under ``spec`` (statistics from an overview)."""
+    kind, args = parse_scale(spec)
+    n = len(bands)
+    dtype = np.dtype(ds.dtypes[bands[0] - 1])
+    if kind == "auto":
+        if dtype == np.uint8:
+            kind = "none"
+        elif dtype.kind in "ui":
+            kind, args = "bits", (_bit_depth(_sample(ds, bands)),)
+        else:
+            hi = float(np.nanmax(_sample(ds, bands)))
+            kind, args = ("range", (0.0, 1.0)) if hi <= 1.0 else ("percentile", (0.1, 99.9))
+    if kind == "none":
+        return Scaling((0.0,) * n, (1.0,) * n)
+    if kind == "bits":
+        return Scaling((0.0,) * n, (255.0 / (2 ** args[0] - 1),) * n)
+    if kind == "range":
+        lo, hi = args
+        return Scaling((lo,) * n, (255.0 / max(hi - lo, 1e-12),) * n)
+    sample = _sample(ds, bands)
+    lo = np.nanpercentile(sample, args[0], axis=(1, 2))
+    hi = np.nanpercentile(sample, args[1], axis=(1, 2))
+    return Scaling(tuple(map(float, lo)), tuple(float(255.0 / max(h - l, 1e-12)) for l, h in zip(lo, hi, strict=True)))  # noqa: E741,E501
+
+
+def _sample(ds: rasterio.DatasetReader, bands: tuple[int, ...], side: int = 1024) -> np.ndarray:
+    """A decimated read of the whole scene (GDAL serves it from overviews when present), valid pixels only."""
+    f = max(1, max(ds.width, ds.height) // side)
+    shape = (len(bands), max(1, ds.height // f), max(1, ds.width // f))
+    data = ds.read(bands, out_shape=shape, masked=True).astype(np.float64)
+    return data.filled(np.nan)
+
+
+def _bit_depth(sample: np.ndarray) -> int:
+    top = float(np.nanpercentile(sample, 99.99)) if np.isfinite(sample).any() else 255.0
+    for bits in (8, 10, 12, 14, 16):
+        if top <= 2**bits - 1:
+            return bits
+    return 32

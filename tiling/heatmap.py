@@ -1,0 +1,81 @@
+"""Heatmap → candidate boxes: thresholded, plateau-safe local maxima with sub-cell centres.
+
+A heatmap is a float32 array (rows, cols) of probabilities in 0..1 on a stride-aligned grid:
+cell (i, j) scores the ``window``×``window`` pixel window whose top-left pixel is
+(row0 + i·stride, col0 + j·stride), so its centre is at +window/2 in both axes. Everything here is
+translation invariant on that grid, which is what keeps tiled and untiled runs identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CellGrid:
+    """Where heatmap cells sit in scene pixels (see module docstring)."""
+
+    col0: int
+    row0: int
+    stride: int
+    window: int
+
+    def centres(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cell indices (may be fractional) → window centres (cols, rows) in scene pixels."""
+        half = self.window / 2
+        return self.col0 + cols * self.stride + half, self.row0 + rows * self.stride + half
+
+
+def find_peaks(heat: np.ndarray, threshold: float, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cells ≥ ``threshold`` that are the maximum of their (2·radius+1)² neighbourhood.
+
+    On a plateau of equal values the first cell in raster order wins (strict > against the
+    neighbours before it, ≥ against those after), so one object gives one peak.
+    Returns (rows, cols) int arrays in raster order.
+    """
+    h, w = heat.shape
+    pad = np.pad(heat, radius, constant_values=-np.inf)
+    keep = heat >= threshold
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if dy == 0 and dx == 0:
+                continue
+            other = pad[radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+            before = dy < 0 or (dy == 0 and dx < 0)
+            keep &= heat > other if before else heat >= other
+    return np.nonzero(keep)
+
+
+def refine(heat: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-cell peak positions: the score-weighted centroid of each peak's 3×3 neighbourhood."""
+    h, w = heat.shape
+    pad = np.pad(heat, 1, constant_values=0.0).astype(np.float64)
+    total = np.zeros(len(rows))
+    sr = np.zeros(len(rows))
+    sc = np.zeros(len(rows))
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            v = pad[rows + 1 + dy, cols + 1 + dx]
+            total += v
+            sr += v * dy
+            sc += v * dx
+    total = np.where(total > 0, total, 1.0)
+    return rows + sr / total, cols + sc / total
+
+
+def heatmap_to_boxes(
+    heat: np.ndarray, grid: CellGrid, threshold: float, box_size: float, radius: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks of ``heat`` → (boxes (N, 4) float64 [xmin, ymin, xmax, ymax] scene px, scores (N,) float32).
+
+    Boxes are ``box_size`` squares centred on the refined peak; scores are the peak probabilities.
+    """
+    rows, cols = find_peaks(heat, threshold, radius)
+    scores = heat[rows, cols].astype(np.float32)
+    fr, fc = refine(heat, rows, cols)
+    cx, cy = grid.centres(fr, fc)
+    half = box_size / 2
+    boxes = np.stack([cx - half, cy - half, cx + half, cy + half], axis=1).reshape(-1, 4)
+    return boxes.astype(np.float64), scores
