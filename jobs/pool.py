@@ -45,6 +45,7 @@ def actor_pool(
             threads = max(1, cpus // n)
             options = {"num_cpus": threads}
         settings = replace(settings, threads=threads)
+        # Held for the pool's lifetime, so a restarted actor can fetch it again (ray#53727).
         bundle_ref = ray.put(_bundle_tar(bundle_path))
         cls = ray.remote(_RemoteDetector).options(
             max_restarts=-1, max_task_retries=-1, max_concurrency=SLOTS_PER_ACTOR, **options
