@@ -1,0 +1,80 @@
+"""Detection on a real local Ray: worker count doesn't change results, lost actors are redone."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from jobs.detect import DetectConfig, run_detect
+from tests.helpers import noise_scene, read_detections, untrained_bundle
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ray-detect")
+    bundle = untrained_bundle(root / "bundle")
+    scenes = [noise_scene(root / f"s{i}.tif", 900, 700, seed=i) for i in range(2)]
+    return bundle, scenes
+
+
+def detect(inputs, out, workers):
+    bundle, scenes = inputs
+    config = DetectConfig(
+        bundle=str(bundle), out=str(out), scenes=tuple(map(str, scenes)), backend="torch",
+        workers=workers, region_size=128, progress=False,
+    )  # fmt: skip
+    return run_detect(config)
+
+
+def assert_same_detections(a, b):
+    """Same detections: same ids (boxes hashed at 1e-3 px), scores equal to float noise.
+
+    Bits may differ: actors with different thread counts sum convolutions in different orders.
+    """
+    ta, tb = read_detections(a), read_detections(b)
+    assert ta.num_rows > 50
+    assert ta["detection_id"].to_pylist() == tb["detection_id"].to_pylist()
+    assert ta["scene_uri"].to_pylist() == tb["scene_uri"].to_pylist()
+    for col in ("px_xmin", "px_ymin", "px_xmax", "px_ymax"):
+        np.testing.assert_allclose(ta[col].to_numpy(), tb[col].to_numpy(), atol=1e-3)
+    np.testing.assert_allclose(ta["score"].to_numpy(), tb["score"].to_numpy(), atol=1e-5)
+
+
+def actor_pids() -> set[int]:
+    pids = set()
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if cmd and cmd[0].startswith("ray::_RemoteDetector"):
+            pids.add(p.pid)
+    return pids
+
+
+def test_one_and_two_workers_give_identical_detections(ray_local, inputs, tmp_path):
+    one = detect(inputs, tmp_path / "w1", workers=1)
+    two = detect(inputs, tmp_path / "w2", workers=2)
+    assert [o.status for o in one + two] == ["ok"] * 4
+    assert_same_detections(tmp_path / "w1", tmp_path / "w2")
+
+
+def test_sigkilled_actor_is_replaced_and_its_regions_rerun(ray_local, inputs, tmp_path):
+    clean = detect(inputs, tmp_path / "clean", workers=2)
+    outcome: dict = {}
+    run = threading.Thread(target=lambda: outcome.update(r=detect(inputs, tmp_path / "k", 2)))
+    run.start()
+    deadline = time.monotonic() + 60
+    while len(actor_pids()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # let both actors load the model and take regions
+    victims = actor_pids()
+    assert run.is_alive(), "the run ended before an actor could be killed: make the scene bigger"
+    victim = min(victims)
+    os.kill(victim, signal.SIGKILL)
+    run.join(timeout=300)
+    assert not run.is_alive()
+    assert [o.status for o in outcome["r"]] == [o.status for o in clean] == ["ok", "ok"]
+    assert_same_detections(tmp_path / "k", tmp_path / "clean")
+    assert not psutil.pid_exists(victim) or psutil.Process(victim).status() == "zombie"
