@@ -122,7 +122,7 @@ def detect_scenes(config: DetectConfig, scenes: Sequence[SceneRef]) -> list[Scen
         batch_size=config.batch_size, backend=config.backend,
     )  # fmt: skip
     writer = _Writer(config, bundle)
-    with _pool(config, settings) as pool:
+    with _pool(config, str(bundle.path), settings) as pool:
         return writer.run(pool, scenes)
 
 
@@ -263,12 +263,12 @@ def _scene_meta(ref: SceneRef, info):
     )  # fmt: skip
 
 
-def _pool(config: DetectConfig, settings: DetectorSettings):
+def _pool(config: DetectConfig, bundle_path: str, settings: DetectorSettings):
     from jobs.pool import actor_pool, inline_pool
 
     if config.workers == 0:
-        return inline_pool(config.bundle, settings)
-    return actor_pool(config.bundle, settings, config.workers, config.address)
+        return inline_pool(bundle_path, settings)
+    return actor_pool(bundle_path, settings, config.workers, config.address)
 
 
 def _label(bundle) -> str:

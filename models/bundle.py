@@ -111,6 +111,8 @@ def update_manifest(bundle: Bundle, **changes: Any) -> Bundle:
 
 def load_bundle(path: str | Path) -> Bundle:
     """Read and validate a bundle directory or ``.tar``; raise :class:`BundleError` on any problem."""
+    if str(path).startswith("s3://"):
+        path = _fetch_s3(str(path))
     p = Path(path)
     if not p.exists():
         raise BundleError(f"{str(p)!r}: no such model bundle")
@@ -211,7 +213,7 @@ def _write_manifest(directory: Path, bundle: Bundle) -> None:
 def _extract(tar_path: Path) -> Path:
     """Unpack a bundle .tar once into a cache dir keyed by its hash (data-only filter: no links out)."""
     key = sha256_file(tar_path)[:16]
-    dest = Path(tempfile.gettempdir()) / "whalescan-bundles" / key
+    dest = _cache_dir() / key
     if not (dest / MANIFEST).exists():
         dest.mkdir(parents=True, exist_ok=True)
         try:
@@ -223,6 +225,32 @@ def _extract(tar_path: Path) -> Path:
     if not (dest / MANIFEST).exists() and len(inner) == 1:
         return inner[0]
     return dest
+
+
+def _fetch_s3(uri: str) -> Path:
+    """Download a bundle ``.tar`` from S3 once per ETag into the local bundle cache."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from tiling.s3 import parse_s3_uri, s3_client
+
+    bucket, key = parse_s3_uri(uri)
+    client = s3_client()
+    try:
+        etag = client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+        dest = _cache_dir() / (hashlib.sha256(f"{uri}@{etag}".encode()).hexdigest()[:16] + ".tar")
+        if not dest.exists():
+            tmp = dest.with_suffix(".part")
+            client.download_file(bucket, key, str(tmp))
+            tmp.replace(dest)
+    except (BotoCoreError, ClientError) as e:
+        raise BundleError(f"{uri!r}: cannot fetch model bundle ({e})") from e
+    return dest
+
+
+def _cache_dir() -> Path:
+    d = Path(tempfile.gettempdir()) / "whalescan-bundles"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
 
 
 def _versions() -> dict[str, str]:
