@@ -1,0 +1,481 @@
+"""``whalescan scan``: incremental scans of an S3 prefix (or a directory) against the scan ledger.
+
+Each scan lists the source, keeps objects with a raster suffix, and compares each object version
+with the ledger (the scenes table of the reports) on its scene key — (scene URI, ETag or
+size+mtime, model SHA-256, mode). New and changed objects are detected; objects already ``ok``
+are skipped; objects that failed at the same version are retried only with ``--retry-failed``;
+objects gone from the source are reported (their reports stay). ``jobs.detect`` writes each
+scene's detections before its ledger row, so a scan that is stopped half way leaves every scene
+either fully recorded or absent from the ledger — and absent scenes are planned again next time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from jobs.detect import MODES
+from jobs.options import address_option, verbose_option
+from tiling.s3 import RASTER_SUFFIXES, object_ref, parse_s3_uri, s3_client
+from tiling.scene import SceneError, SceneRef, resolve_scene
+
+__all__ = [
+    "DEFAULT_SUFFIXES",
+    "PlannedScene",
+    "ScanConfig",
+    "ScanPlan",
+    "ScanSummary",
+    "parse_interval",
+    "plan_scan",
+    "run_every",
+    "run_scan",
+    "scan",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SUFFIXES = (".tif", ".tiff", ".jp2", ".png", ".jpg")
+LIST_PAGE_SIZE = 1000  # keys per ListObjectsV2 page (the S3 maximum)
+
+_INTERVAL_PART = re.compile(r"(\d+(?:\.\d*)?)\s*([smhd]?)", re.IGNORECASE)
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_interval(text: str | float) -> float:
+    """Seconds in an interval: ``"15m"``, ``"1h"``, ``"30s"``, ``"1h30m"``, ``"2d"`` or seconds."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        value = str(text).strip().replace(" ", "")
+        parts = list(_INTERVAL_PART.finditer(value))
+        if not value or "".join(m.group(0) for m in parts) != value:
+            raise ValueError(f"every={text!r}: expected an interval like 30s, 15m, 1h or 1h30m")
+        seconds = sum(float(m.group(1)) * _UNIT_S[m.group(2).lower()] for m in parts)
+    if not seconds > 0:
+        raise ValueError(f"every={text!r}: the interval must be positive")
+    return seconds
+
+
+def _normalise_suffixes(suffixes: str | Sequence[str]) -> tuple[str, ...]:
+    items = suffixes.split(",") if isinstance(suffixes, str) else list(suffixes)
+    out: list[str] = []
+    for item in items:
+        s = item.strip().lower()
+        if not s:
+            continue
+        s = s if s.startswith(".") else "." + s
+        if s not in RASTER_SUFFIXES:
+            raise ValueError(
+                f"suffixes: {item.strip()!r} is not a raster suffix GDAL may open through S3; "
+                f"expected some of {', '.join(RASTER_SUFFIXES)}"
+            )
+        if s not in out:
+            out.append(s)
+    if not out:
+        raise ValueError(f"suffixes={suffixes!r}: expected at least one, e.g. .tif,.tiff")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """One scan (or, with ``every``, a scan repeated at that interval).
+
+    ``source`` is ``s3://bucket[/prefix]`` or a local directory (a prefix names a folder: a
+    trailing ``/`` is implied). ``reports`` is the reports root (a directory or
+    ``s3://bucket/prefix``) whose scenes table is the ledger. ``suffixes`` are matched
+    case-insensitively; ``every`` is seconds (or a string like ``"15m"``).
+    """
+
+    source: str
+    bundle: str
+    reports: str
+    suffixes: tuple[str, ...] = DEFAULT_SUFFIXES
+    every: float | None = None
+    max_scenes: int | None = None
+    dry_run: bool = False
+    retry_failed: bool = False
+    mode: str = "fcn"
+    backend: str = "auto"
+    workers: int | None = None
+    address: str | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalise once, here
+        if not isinstance(self.source, str) or not self.source:
+            raise ValueError(f"source={self.source!r}: expected s3://bucket/prefix or a directory")
+        if self.source.startswith("s3://"):
+            bucket, prefix = parse_s3_uri(self.source)
+            prefix = prefix.strip("/")
+            set_(self, "source", f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/")
+        elif "://" in self.source:
+            raise ValueError(f"source={self.source!r}: expected s3://bucket/prefix or a directory")
+        else:
+            path = Path(self.source).expanduser()
+            if not path.is_dir():
+                raise ValueError(f"source={self.source!r}: not a directory (or use s3://…)")
+            set_(self, "source", str(path.resolve()) + os.sep)
+        if not self.bundle or not Path(self.bundle).exists():
+            raise ValueError(f"bundle={self.bundle!r}: no model bundle (directory or .tar) there")
+        if not self.reports:
+            raise ValueError(
+                "reports: a reports root (directory or s3://bucket/prefix) is required"
+            )
+        set_(self, "suffixes", _normalise_suffixes(self.suffixes))
+        if self.every is not None:
+            set_(self, "every", parse_interval(self.every))
+        if self.max_scenes is not None and self.max_scenes < 1:
+            raise ValueError(f"max_scenes={self.max_scenes}: must be ≥ 1 (or None for all)")
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers={self.workers}: must be ≥ 0")
+
+    @property
+    def is_s3(self) -> bool:
+        return self.source.startswith("s3://")
+
+
+@dataclass(frozen=True)
+class PlannedScene:
+    """A scene version to detect, and why: ``new``, ``changed`` (new version) or ``retry``."""
+
+    ref: SceneRef
+    reason: str
+    scene_key: str
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """What a scan found and will do. ``todo`` is in processing order (oldest version first)."""
+
+    source: str
+    model_sha256: str
+    mode: str
+    listed: int  # objects under the source (any suffix)
+    todo: tuple[PlannedScene, ...]
+    deferred: tuple[PlannedScene, ...]  # over --max-scenes: left for the next scan
+    unchanged: tuple[SceneRef, ...]  # already ok in the ledger at this version
+    failed_before: tuple[SceneRef, ...]  # failed at this version; retried with --retry-failed
+    deleted: tuple[str, ...]  # URIs in the ledger that are no longer in the source
+    ignored: int  # objects without a matching suffix
+
+    def describe(self) -> list[str]:
+        """Human-readable lines: a summary, then one line per scene to detect, deferred or gone."""
+        reasons = {r: sum(p.reason == r for p in self.todo) for r in ("new", "changed", "retry")}
+        lines = [
+            f"scan {self.source}: {self.listed} object(s), {self.ignored} ignored by suffix; "
+            f"model {self.model_sha256[:12]}, mode {self.mode}",
+            f"  to detect: {len(self.todo)} ({reasons['new']} new, {reasons['changed']} changed, "
+            f"{reasons['retry']} retried); unchanged: {len(self.unchanged)}; "
+            f"failed before: {len(self.failed_before)}; deferred: {len(self.deferred)}; "
+            f"deleted: {len(self.deleted)}",
+        ]
+        lines += [f"  + {p.reason:<7} {p.ref.uri} (version {p.ref.version})" for p in self.todo]
+        lines += [f"  ~ later   {p.ref.uri} (over --max-scenes)" for p in self.deferred]
+        lines += [
+            f"  ! failed  {r.uri} (same version failed before; --retry-failed to retry)"
+            for r in self.failed_before
+        ]
+        lines += [f"  - deleted {uri} (its reports are kept)" for uri in self.deleted]
+        return lines
+
+
+@dataclass(frozen=True)
+class ScanSummary:
+    """The counts of one scan, and the failures (URI, reason) of its batch."""
+
+    listed: int
+    todo: int
+    ok: int
+    failed: int
+    unchanged: int
+    failed_before: int
+    deferred: int
+    deleted: int
+    ignored: int
+    dry_run: bool
+    failures: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every scene of the batch is ok, 1 when some failed (a scheduler sees it)."""
+        return 1 if self.failed else 0
+
+
+def _list_s3(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
+    bucket, prefix = parse_s3_uri(config.source)
+    paginator = s3_client().get_paginator("list_objects_v2")
+    refs, uris, ignored = [], set(), 0
+    pages = paginator.paginate(
+        Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE}
+    )
+    for page in pages:
+        for obj in page.get("Contents", ()):
+            key = obj["Key"]
+            if key.endswith("/"):  # a "folder" marker
+                continue
+            uris.add(f"s3://{bucket}/{key}")
+            if key.lower().endswith(config.suffixes):
+                refs.append(object_ref(bucket, key, obj["ETag"], obj["LastModified"]))
+            else:
+                ignored += 1
+    return refs, uris, ignored
+
+
+def _list_local(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
+    refs, uris, ignored = [], set(), 0
+    for dirpath, dirnames, filenames in os.walk(config.source):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            uri = os.path.join(dirpath, name)
+            if not name.lower().endswith(config.suffixes):
+                uris.add(uri)
+                ignored += 1
+                continue
+            try:
+                refs.append(resolve_scene(uri))
+            except SceneError:  # removed between the walk and the stat: it is gone
+                continue
+            uris.add(uri)
+    return refs, uris, ignored
+
+
+def list_source(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
+    """``(refs with a matching suffix, URIs of every object, count ignored by suffix)``."""
+    return _list_s3(config) if config.is_s3 else _list_local(config)
+
+
+def plan_scan(config: ScanConfig) -> ScanPlan:
+    """List the source, compare with the ledger and decide what to detect. Writes nothing."""
+    from models.bundle import load_bundle
+    from reports.keys import scene_key
+    from reports.ledger import read_scenes
+    from reports.store import open_store
+
+    model_sha256 = load_bundle(config.bundle).weights_sha256
+    refs, all_uris, ignored = list_source(config)
+    ledger = read_scenes(
+        open_store(config.reports), columns=["scene_uri", "scene_version", "scene_key", "status"]
+    ).to_pylist()
+
+    status_by_key: dict[str, str] = {}  # "ok" wins over an older "failed" of the same key
+    versions_by_uri: dict[str, set[str]] = {}
+    for row in ledger:
+        if status_by_key.get(row["scene_key"]) != "ok":
+            status_by_key[row["scene_key"]] = row["status"]
+        versions_by_uri.setdefault(row["scene_uri"], set()).add(row["scene_version"])
+
+    todo: list[PlannedScene] = []
+    unchanged: list[SceneRef] = []
+    failed_before: list[SceneRef] = []
+    for ref in sorted(refs, key=lambda r: (r.modified, r.uri)):
+        key = scene_key(ref.uri, ref.version, model_sha256, config.mode)
+        status = status_by_key.get(key)
+        if status == "ok":
+            unchanged.append(ref)
+        elif status is not None and not config.retry_failed:
+            failed_before.append(ref)
+        else:
+            # "changed": the ledger knows this URI, but only at other versions.
+            known = versions_by_uri.get(ref.uri, set())
+            if status is not None:
+                reason = "retry"
+            elif known and ref.version not in known:
+                reason = "changed"
+            else:
+                reason = "new"
+            todo.append(PlannedScene(ref, reason, key))
+    cap = config.max_scenes if config.max_scenes is not None else len(todo)
+    deleted = sorted(
+        u for u in versions_by_uri if u.startswith(config.source) and u not in all_uris
+    )
+    return ScanPlan(
+        source=config.source,
+        model_sha256=model_sha256,
+        mode=config.mode,
+        listed=len(all_uris),
+        todo=tuple(todo[:cap]),
+        deferred=tuple(todo[cap:]),
+        unchanged=tuple(unchanged),
+        failed_before=tuple(failed_before),
+        deleted=tuple(deleted),
+        ignored=ignored,
+    )
+
+
+def run_scan(config: ScanConfig, echo: Callable[[str], None] = click.echo) -> ScanSummary:
+    """Plan, print the plan, then (unless ``dry_run``) detect the planned scenes on Ray.
+
+    Every planned scene ends as an ``ok`` or ``failed`` ledger row written by ``jobs.detect``;
+    one that came back without an outcome has no row, counts as failed here and is planned
+    again by the next scan.
+    """
+    plan = plan_scan(config)
+    for line in plan.describe():
+        echo(line)
+    counts = dict(
+        listed=plan.listed, todo=len(plan.todo), unchanged=len(plan.unchanged),
+        failed_before=len(plan.failed_before), deferred=len(plan.deferred),
+        deleted=len(plan.deleted), ignored=plan.ignored, dry_run=config.dry_run,
+    )  # fmt: skip
+    if config.dry_run or not plan.todo:
+        if config.dry_run:
+            echo("dry run: nothing detected, nothing written")
+        return ScanSummary(ok=0, failed=0, **counts)
+
+    from jobs.detect import DetectConfig, detect_scenes
+
+    detect_config = DetectConfig(
+        bundle=config.bundle, out=config.reports, mode=config.mode, backend=config.backend,
+        workers=config.workers, address=config.address, progress=config.progress,
+    )  # fmt: skip
+    started = time.perf_counter()
+    outcomes = {o.uri: o for o in detect_scenes(detect_config, [p.ref for p in plan.todo])}
+    ok, failures = 0, []
+    for planned in plan.todo:
+        uri, outcome = planned.ref.uri, outcomes.get(planned.ref.uri)
+        if outcome is not None and outcome.status == "ok":
+            ok += 1
+            echo(f"  ok      {uri}: {outcome.detections} detection(s)")
+            continue
+        reason = (outcome.error or "failed") if outcome else "no outcome; planned again next scan"
+        failures.append((uri, reason))
+        echo(f"  FAILED  {uri}: {reason}")
+    echo(
+        f"scan done in {time.perf_counter() - started:.1f} s: {ok} ok, {len(failures)} failed; "
+        f"ledger in {config.reports}"
+    )
+    return ScanSummary(ok=ok, failed=len(failures), failures=tuple(failures), **counts)
+
+
+# Errors a scan can meet that are about the world, not the code: S3 unreachable after
+# botocore's retries, access denied, an unreadable ledger or bundle. In --every mode they are
+# reported and the next scan tries again.
+def _scan_errors() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError, OSError, ValueError)
+
+
+def run_every(
+    config: ScanConfig, stop: threading.Event, echo: Callable[[str], None] = click.echo
+) -> int:
+    """Scan every ``config.every`` seconds (start to start) until ``stop`` is set.
+
+    A scan that cannot run (S3 down, access denied) is reported and retried at the next tick.
+    Returns the exit code of the last scan.
+    """
+    if config.every is None:
+        raise ValueError("run_every: config.every is None; use run_scan for a single scan")
+    code = 0
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            code = run_scan(config, echo).exit_code
+        except _scan_errors() as err:
+            log.error("scan of %s failed: %s", config.source, err)
+            echo(f"scan of {config.source} failed: {err}; trying again in {config.every:g} s")
+            code = 1
+        if stop.wait(max(0.0, config.every - (time.monotonic() - started))):
+            break
+    echo("scanner stopped")
+    return code
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event, echo: Callable[[str], None]) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop`` (the current batch finishes); a second one abandons the batch.
+
+    Abandoning is safe: a scene's ledger row is written only after its detections, so an
+    abandoned scene has no row and the next scan plans it again. Handlers are restored on exit.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            echo(f"{name} again: abandoning the current batch")
+            raise KeyboardInterrupt
+        stop.set()
+        echo(f"{name}: finishing the current batch, then stopping (send again to abandon it)")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@click.command()
+@click.argument("source")
+@click.option("--bundle", required=True, help="Model bundle (directory or .tar).")
+@click.option(
+    "--reports", required=True, help="Reports root (directory or s3://bucket/prefix): the ledger."
+)
+@click.option(
+    "--suffix", "suffixes", default=",".join(DEFAULT_SUFFIXES), show_default=True,
+    help="Comma-separated object suffixes to scan (case-insensitive).",
+)  # fmt: skip
+@click.option("--every", default=None, help="Keep scanning at this interval, e.g. 15m, 1h, 30s.")
+@click.option("--max-scenes", type=int, default=None, help="Detect at most N scenes per scan.")
+@click.option("--dry-run", is_flag=True, help="Print what would be detected; write nothing.")
+@click.option("--retry-failed", is_flag=True, help="Retry scenes that failed at the same version.")
+@click.option("--mode", type=click.Choice(MODES), default="fcn", show_default=True)
+@click.option(
+    "--backend", default="auto", show_default=True,
+    help="auto | torch | onnxruntime | openvino | tensorrt",
+)  # fmt: skip
+@click.option("--workers", type=int, default=None, help="Detection actors; 0 = no Ray.")
+@address_option
+@verbose_option
+@click.pass_context
+def scan(ctx, source, bundle, reports, suffixes, every, max_scenes, dry_run, retry_failed, mode,
+         backend, workers, address):  # fmt: skip
+    """Detect whale faces in new or changed scenes under SOURCE (s3://BUCKET/PREFIX or a directory).
+
+    Exit code: 0 all scenes ok, 1 some scenes failed (or the scan could not run), 2 usage error.
+    """
+    import sys
+
+    try:
+        config = ScanConfig(
+            source=source, bundle=bundle, reports=reports, suffixes=suffixes, every=every,
+            max_scenes=max_scenes, dry_run=dry_run, retry_failed=retry_failed, mode=mode,
+            backend=backend, workers=workers, address=address, progress=sys.stderr.isatty(),
+        )  # fmt: skip
+    except ValueError as err:
+        raise click.UsageError(str(err)) from err
+    stop = threading.Event()
+    try:
+        with stop_on_signals(stop, click.echo):
+            if config.every is not None:
+                ctx.exit(run_every(config, stop))
+            ctx.exit(run_scan(config).exit_code)
+    except KeyboardInterrupt:
+        click.echo(
+            "scan abandoned: scenes without a ledger row are planned again next scan", err=True
+        )
+        ctx.exit(1)
+    except _scan_errors() as err:
+        click.echo(f"scan of {config.source} failed: {err}", err=True)
+        ctx.exit(1)
+
+
+if __name__ == "__main__":
+    scan()
