@@ -145,16 +145,9 @@ class S3Store(Store):
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
+            from tiling.s3 import s3_client
 
-            config = Config(
-                retries={"mode": "standard", "max_attempts": 8},
-                # Non-AWS S3 servers (moto, MinIO, Ceph) reject the newer default checksums.
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
-            )
-            self._client = boto3.session.Session().client("s3", config=config)
+            self._client = s3_client()
         return self._client
 
     def _key(self, relpath: str) -> str:
