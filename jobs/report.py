@@ -1,0 +1,121 @@
+"""``whalescan report``: a static HTML page of a reports root — boxes, scores, failures."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from jobs.options import verbose_option
+
+__all__ = ["ReportConfig", "default_out", "report", "run_report"]
+
+log = logging.getLogger(__name__)
+
+
+def default_out(reports: str) -> str:
+    """``REPORTS/html`` for a local reports root; ``./<bucket>-<prefix>-html`` for ``s3://``."""
+    if reports.startswith("s3://"):
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", reports[len("s3://") :].strip("/"))
+        return f"{name}-html"
+    return str(Path(reports.removeprefix("file://")) / "html")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """One HTML report run.
+
+    reports: reports root (a directory or ``s3://bucket/prefix``).
+    out: local directory for ``index.html`` and ``img/`` (default: see ``default_out``).
+    scenes: scene URIs to show (default: every scene in the ledger).
+    heatmap: add a detection-density overlay per scene.
+    top_n: chips of the best detections per scene. overview_px: overview long side, 512..1600.
+    """
+
+    reports: str
+    out: str | None = None
+    scenes: tuple[str, ...] = ()
+    heatmap: bool = False
+    top_n: int = 12
+    overview_px: int = 1024
+
+    def __post_init__(self) -> None:
+        if not self.reports:
+            raise ValueError(
+                "ReportConfig.reports is empty: give a directory or s3://bucket/prefix"
+            )
+        if self.out is not None and "://" in self.out:
+            raise ValueError(
+                f"ReportConfig.out={self.out!r}: the HTML report is written to a local directory"
+            )
+        if not 0 <= self.top_n <= 100:
+            raise ValueError(f"ReportConfig.top_n={self.top_n}: expected 0..100")
+        if not 512 <= self.overview_px <= 1600:
+            raise ValueError(f"ReportConfig.overview_px={self.overview_px}: expected 512..1600")
+
+    @property
+    def out_dir(self) -> str:
+        return self.out or default_out(self.reports)
+
+
+def run_report(config: ReportConfig):
+    """Write the report; returns ``reports.html.HtmlReport``."""
+    from reports.html import write_html_report
+    from reports.store import open_store
+
+    store = open_store(config.reports)
+    return write_html_report(
+        store, config.out_dir, config.scenes, heatmap=config.heatmap, top_n=config.top_n,
+        overview_px=config.overview_px,
+    )  # fmt: skip
+
+
+@click.command()
+@click.argument("reports")
+@click.option(
+    "--out",
+    default=None,
+    help="Output directory [default: REPORTS/html; ./<bucket>-<prefix>-html for s3://].",
+)
+@click.option("--scene", "scenes", multiple=True, help="Only this scene URI (repeatable).")
+@click.option("--heatmap", is_flag=True, help="Add a detection-density overlay per scene.")
+@click.option(
+    "--top",
+    "top_n",
+    type=int,
+    default=12,
+    show_default=True,
+    help="Chips of the best detections per scene.",
+)
+@click.option(
+    "--overview-px",
+    type=int,
+    default=1024,
+    show_default=True,
+    help="Overview long side in px (512..1600).",
+)
+@verbose_option
+def report(reports, out, scenes, heatmap, top_n, overview_px):
+    """Write a static HTML report (index.html + images) of the reports root REPORTS (dir or s3://)."""
+    try:
+        config = ReportConfig(
+            reports=reports, out=out, scenes=tuple(scenes), heatmap=heatmap, top_n=top_n,
+            overview_px=overview_px,
+        )  # fmt: skip
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    try:
+        result = run_report(config)
+    except (ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(
+        f"{result.index}: {result.scenes} scene(s) ({result.ok} ok, {result.failed} failed, "
+        f"{result.skipped} skipped), {result.detections} whale face(s)"
+    )
+
+
+if __name__ == "__main__":
+    report()

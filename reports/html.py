@@ -1,0 +1,231 @@
+"""The static HTML report: ``index.html`` plus its images, from a reports root (local or S3).
+
+Per scene row of the ledger (``scenes/``): a summary line up top; for ``ok`` scenes a section
+with the overview and its boxes, an optional detection-density overlay, the score histogram,
+chips of the best detections and the run/model metadata; ``failed``/``skipped`` rows are listed
+with their reasons. Scene pixels are read from the scene itself (local or ``s3://``) as one
+decimated overview read and small windowed reads (:mod:`reports.overview`). Images go to
+``<out>/img/`` and are linked relatively, so the folder can be moved or served as it is.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+from rasterio.errors import RasterioError
+
+from reports import page
+from reports.charts import score_histogram
+from reports.ledger import read_scenes
+from reports.overview import density_overlay, display_bands, draw_boxes, read_chip, read_overview
+from reports.store import Store
+from tiling.scene import SceneError, open_scene, resolve_scene, scene_env
+
+__all__ = ["HtmlReport", "write_html_report"]
+
+log = logging.getLogger(__name__)
+
+_DETECTION_COLUMNS = [
+    "detection_id", "label", "score", "px_xmin", "px_ymin", "px_xmax", "px_ymax", "lon", "lat",
+]  # fmt: skip
+_PX = ["px_xmin", "px_ymin", "px_xmax", "px_ymax"]
+_IMAGE_NAME = re.compile(r"[0-9a-f]{24}-(overview|density|top\d{2})\.jpg|[0-9a-f]{24}-scores\.png")
+
+
+@dataclass(frozen=True)
+class HtmlReport:
+    """What ``write_html_report`` wrote: the page and its counts (scene rows by status)."""
+
+    index: Path
+    scenes: int
+    ok: int
+    failed: int
+    skipped: int
+    detections: int
+
+
+def write_html_report(
+    store: Store,
+    out_dir: str | os.PathLike[str],
+    scene_uris: Sequence[str] = (),
+    *,
+    heatmap: bool = False,
+    top_n: int = 12,
+    overview_px: int = 1024,
+) -> HtmlReport:
+    """Write ``out_dir/index.html`` (and ``out_dir/img/*``) for the reports in ``store``.
+
+    ``scene_uris`` keeps only those scenes (each must have a ledger row); empty keeps all.
+    ``top_n`` chips per scene; ``overview_px`` the overview's long side (clamped to 512..1600).
+    A scene that cannot be read now (moved, no access) keeps its section, with the reason in
+    place of the pictures. The page is written last and atomically, after all its images.
+    """
+    out = Path(out_dir)
+    (out / "img").mkdir(parents=True, exist_ok=True)
+    rows = _scene_rows(store, scene_uris)
+    det_paths = {
+        Path(p).stem: p for p in store.list("detections/") if p.endswith(".parquet")
+    }  # key -> relpath; sorted, so the latest dt= wins for a key seen under two dates
+    ok_rows = [r for r in rows if r["status"] == "ok"]
+    sections = []
+    for i, row in enumerate(ok_rows, 1):
+        log.info("scene %d/%d: %s", i, len(ok_rows), row["scene_uri"])
+        sections.append(_scene_section(store, det_paths, row, out, heatmap, top_n, overview_px))
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "skipped")}
+    whales = sum(r["detections"] or 0 for r in rows if r["status"] == "ok")
+    html = page.render_page(
+        root=store.root,
+        generated=datetime.now(UTC),
+        rows=rows,
+        sections=sections,
+        counts=counts,
+        whales=whales,
+    )
+    index = out / "index.html"
+    _write_atomic(index, html.encode("utf-8"))
+    _remove_stale(out / "img", {p.src for sec in sections for p in _pictures(sec.images)})
+    return HtmlReport(index, len(rows), counts["ok"], counts["failed"], counts["skipped"], whales)
+
+
+def _scene_rows(store: Store, scene_uris: Sequence[str]) -> list[dict[str, Any]]:
+    """Ledger rows (one per scene key, the latest attempt), ok first, then by URI and time."""
+    rows = read_scenes(store).to_pylist()
+    if scene_uris:
+        known = {r["scene_uri"] for r in rows}
+        missing = [u for u in scene_uris if u not in known]
+        if missing:
+            raise ValueError(
+                f"{', '.join(map(repr, missing))}: no scene rows under {store.root!r} "
+                f"({len(known)} scene(s) recorded)"
+            )
+        wanted = set(scene_uris)
+        rows = [r for r in rows if r["scene_uri"] in wanted]
+    latest: dict[str, dict[str, Any]] = {}
+    never = datetime.min.replace(tzinfo=UTC)
+    for r in rows:
+        seen = latest.get(r["scene_key"])
+        if seen is None or (r["finished_at"] or never) >= (seen["finished_at"] or never):
+            latest[r["scene_key"]] = r
+    order = {"ok": 0, "failed": 1, "skipped": 2}
+    return sorted(
+        latest.values(),
+        key=lambda r: (order.get(r["status"], 3), r["scene_uri"], r["finished_at"] or never),
+    )
+
+
+def _read_detections(store: Store, relpath: str | None) -> pa.Table:
+    """The detections of one scene key, best score first (an empty table if it has no file)."""
+    if relpath is None:
+        return pa.table({c: pa.array([], pa.float64()) for c in _DETECTION_COLUMNS})
+    data = store.read_bytes(relpath)
+    try:
+        table = pq.read_table(io.BytesIO(data), columns=_DETECTION_COLUMNS)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ValueError(f"{store.uri(relpath)!r}: not a readable detections file") from err
+    return table.sort_by([("score", "descending"), ("detection_id", "ascending")])
+
+
+def _scene_section(
+    store: Store,
+    det_paths: dict[str, str],
+    row: dict[str, Any],
+    out: Path,
+    heatmap: bool,
+    top_n: int,
+    overview_px: int,
+) -> page.SceneSection:
+    key = row["scene_key"]
+    uri = row["scene_uri"]
+    det = _read_detections(store, det_paths.get(key))
+    notes = []
+    if det_paths.get(key) is None and row["detections"]:
+        notes.append(f"detections file for key {key} not found under {store.root}")
+    boxes = (
+        np.stack([det.column(c).to_numpy() for c in _PX], axis=1) if len(det) else np.zeros((0, 4))
+    )
+    scores = det.column("score").to_numpy().astype(np.float64) if len(det) else np.zeros(0)
+
+    hist = _save(out, f"{key}-scores.png", score_histogram(scores))
+    top = det.slice(0, top_n).to_pylist()
+    overview_pic = density_pic = None
+    chips: list[page.Picture] = []
+    try:
+        notes.extend(_version_note(row))
+        with scene_env(uri), open_scene(uri) as ds:
+            display = display_bands(ds, uri)
+            overview = read_overview(ds, uri, display, overview_px)
+            overview_pic = _save(out, f"{key}-overview.jpg", draw_boxes(overview, boxes, scores))
+            if heatmap:
+                density = density_overlay(overview, boxes, scores)
+                density_pic = _save(out, f"{key}-density.jpg", density)
+            for i, d in enumerate(top):
+                chip = read_chip(ds, uri, display, np.array([d[c] for c in _PX]))
+                chips.append(_save(out, f"{key}-top{i + 1:02d}.jpg", chip))
+    except (SceneError, RasterioError, OSError) as err:
+        log.warning("%s: no pictures: %s", uri, err)
+        notes.append(f"scene not readable now, so no pictures: {err}")
+    images = page.SceneImages(overview_pic, density_pic, hist, tuple(chips))
+    return page.SceneSection(row, len(det), tuple(top), images, tuple(notes))
+
+
+def _version_note(row: dict[str, Any]) -> list[str]:
+    """A warning when the scene changed since it was detected (boxes may no longer match)."""
+    try:
+        now = resolve_scene(row["scene_uri"]).version
+    except (SceneError, OSError):
+        return []  # open_scene below says why it cannot be read
+    if now != row["scene_version"]:
+        return [
+            f"the scene changed since this run (version {row['scene_version']} then, {now} now); "
+            "the pictures show the current file"
+        ]
+    return []
+
+
+def _save(out: Path, name: str, image: Image.Image) -> page.Picture:
+    """Save ``image`` as ``out/img/name`` (JPEG or PNG by suffix); its relative link and size."""
+    path = out / "img" / name
+    if name.endswith(".jpg"):
+        image.save(path, "JPEG", quality=88, subsampling=0)  # 4:4:4 keeps thin box lines yellow
+    else:
+        image.save(path, "PNG", optimize=True)
+    return page.Picture(f"img/{name}", image.width, image.height)
+
+
+def _pictures(images: page.SceneImages) -> list[page.Picture]:
+    return [p for p in (images.overview, images.density, images.histogram, *images.chips) if p]
+
+
+def _remove_stale(img_dir: Path, linked: set[str]) -> None:
+    """Delete images of an earlier report in ``img_dir`` that the new page does not link.
+
+    Only names this module writes (``<scene key>-<kind>.jpg|png``) are touched.
+    """
+    for path in img_dir.iterdir():
+        if _IMAGE_NAME.fullmatch(path.name) and f"img/{path.name}" not in linked:
+            path.unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,19 @@
+-- Scenes that failed (or were skipped) and why, newest first. `fixed_since` is true when the
+-- same scene URI has a later 'ok' row (e.g. the object was replaced by a readable version).
+WITH scenes AS (
+    SELECT * FROM read_parquet('{reports}/scenes/dt=*/*.parquet', hive_partitioning = true, union_by_name = true)
+)
+SELECT f.scene_uri,
+       f.scene_version,
+       f.status,
+       f.error,
+       f.run_id,
+       f.finished_at,
+       f.dt,
+       EXISTS (
+           SELECT 1 FROM scenes AS ok
+           WHERE ok.scene_uri = f.scene_uri AND ok.status = 'ok' AND ok.finished_at > f.finished_at
+       ) AS fixed_since
+FROM scenes AS f
+WHERE f.status <> 'ok'
+ORDER BY f.finished_at DESC, f.scene_uri

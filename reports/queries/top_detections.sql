@@ -1,0 +1,14 @@
+-- The best-scoring detections across all scenes, with where they are (lon/lat, scene pixels).
+-- param: limit = 20
+SELECT round(score::DOUBLE, 4) AS score,
+       label,
+       scene_uri,
+       round(lon, 6) AS lon,
+       round(lat, 6) AS lat,
+       px_xmin, px_ymin, px_xmax, px_ymax,
+       dt,
+       run_id,
+       detection_id
+FROM read_parquet('{reports}/detections/dt=*/*.parquet', hive_partitioning = true, union_by_name = true)
+ORDER BY score DESC, detection_id
+LIMIT {limit}

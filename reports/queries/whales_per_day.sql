@@ -1,0 +1,12 @@
+-- Whales per day: per `dt` partition (the UTC date of the scene version — S3 LastModified or file
+-- mtime — not the run date), scenes ok / failed / skipped, whales found and megapixels covered.
+-- From the scenes ledger alone: `detections` there is the row count of the scene's detections file.
+SELECT dt,
+       count(*) FILTER (WHERE status = 'ok') AS scenes_ok,
+       count(*) FILTER (WHERE status = 'failed') AS scenes_failed,
+       count(*) FILTER (WHERE status = 'skipped') AS scenes_skipped,
+       coalesce(sum(detections) FILTER (WHERE status = 'ok'), 0) AS whales,
+       round(coalesce(sum(megapixels) FILTER (WHERE status = 'ok'), 0), 1) AS megapixels
+FROM read_parquet('{reports}/scenes/dt=*/*.parquet', hive_partitioning = true, union_by_name = true)
+GROUP BY dt
+ORDER BY dt
