@@ -37,7 +37,27 @@ def to_fcn(model: Classifier) -> nn.Sequential:
             raise TypeError(f"cannot rewrite head layer {m!r} as a convolution")
     import copy
 
-    return nn.Sequential(copy.deepcopy(model.features), *layers).eval()
+    return WindowCrop(
+        model.input_size, model.output_stride, copy.deepcopy(model.features), *layers
+    ).eval()
+
+
+class WindowCrop(nn.Sequential):
+    """The FCN layers, with the heatmap cut to the windows that lie wholly inside the input.
+
+    A net whose layers floor away a chip's last pixel row (whalenet at 64 px looks at 63) emits one
+    more cell when H − input_size ≡ s − 1 (mod s); that cell's window would hang over the edge,
+    and no sliding window has it. Cropping keeps H' = ⌊(H − input_size)/s⌋ + 1 for every H.
+    """
+
+    def __init__(self, input_size: int, stride: int, *layers: nn.Module):
+        super().__init__(*layers)
+        self.input_size, self.stride = input_size, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = (x.shape[-2] - self.input_size) // self.stride + 1
+        cols = (x.shape[-1] - self.input_size) // self.stride + 1
+        return super().forward(x)[..., :rows, :cols]
 
 
 def _linear_as_conv(linear: nn.Linear, k: int) -> nn.Conv2d:

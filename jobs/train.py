@@ -1,0 +1,406 @@
+"""``whalescan train``: chips → data-parallel training on Ray Train → a model bundle.
+
+``python -m jobs.train`` takes the same arguments, so
+``ray job submit --working-dir . -- python -m jobs.train DATA --out B`` runs it on a cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jobs.options import address_option, verbose_option
+
+log = logging.getLogger(__name__)
+
+
+class TrainError(ValueError):
+    """A training run cannot start or finish as asked (e.g. ``--resume`` with nothing to resume)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training job. ``batch_size`` is the global batch (split evenly over ``workers``).
+
+    ``storage``: where Ray Train keeps per-epoch checkpoints (local dir or ``s3://``); default
+    ``<out>.runs`` next to the bundle. ``object_size``: face size in pixels for the detector;
+    default ``dataset.json``'s ``face_size_px``, else half the chip size. ``use_gpu``: None =
+    use GPUs when the cluster has any.
+    """
+
+    data: Path
+    out: Path
+    epochs: int = 30
+    workers: int = 2
+    arch: str = "whalenet"
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    augment: tuple[str, ...] = ("flip", "rot90", "jitter")
+    storage: str | None = None
+    resume: bool = False
+    address: str | None = None
+    seed: int = 0
+    object_size: float | None = None
+    cpus_per_worker: float = 1.0
+    use_gpu: bool | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        from models.augment import parse_ops
+        from models.nets import ARCHS
+
+        object.__setattr__(self, "data", Path(self.data))
+        object.__setattr__(self, "out", Path(self.out))
+        try:
+            object.__setattr__(self, "augment", parse_ops(self.augment))
+        except ValueError as e:
+            raise ValueError(f"augment: {e}") from e
+        _check(self.epochs >= 1, "epochs", self.epochs, "an integer ≥ 1")
+        _check(self.workers >= 1, "workers", self.workers, "an integer ≥ 1")
+        _check(
+            self.batch_size >= self.workers and self.batch_size % self.workers == 0,
+            "batch_size", self.batch_size, f"a multiple of workers ({self.workers})",
+        )  # fmt: skip
+        _check(self.lr > 0, "lr", self.lr, "> 0")
+        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "≥ 0")
+        _check(self.arch in ARCHS, "arch", self.arch, f"one of {sorted(ARCHS)}")
+        _check(self.object_size is None or self.object_size > 0, "object_size",
+               self.object_size, "> 0 pixels")  # fmt: skip
+        _check(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "> 0")
+
+    @property
+    def run_name(self) -> str:
+        """Ray Train run name: the bundle's file name, so ``--resume`` finds the same run."""
+        return self.out.name
+
+    @property
+    def storage_path(self) -> str:
+        if self.storage:
+            return self.storage if "://" in self.storage else str(Path(self.storage).resolve())
+        return str(self.out.resolve().parent / f"{self.out.name}.runs")
+
+
+def _check(ok: bool, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}: got {value!r}, expected {expected}")
+
+
+def run_train(config: TrainConfig):
+    """Train as ``config`` says and write the bundle to ``config.out``; returns the ``Bundle``."""
+    from jobs.ray_session import ray_session
+    from models.data import read_dataset
+
+    data = read_dataset(config.data)
+    loop = loop_config(config, data)
+    prepare_run_dir(config.storage_path, config.run_name, config.resume)
+    num_cpus = max(os.cpu_count() or 1, math.ceil(config.workers * config.cpus_per_worker))
+    t0 = time.perf_counter()
+    with ray_session(config.address, num_cpus=num_cpus):
+        result = fit(
+            loop, data, workers=config.workers, storage_path=config.storage_path,
+            name=config.run_name, cpus_per_worker=config.cpus_per_worker,
+            use_gpu=config.use_gpu, progress=config.progress,
+        )  # fmt: skip
+    return write_bundle(config, data, loop, result.checkpoint, time.perf_counter() - t0)
+
+
+def loop_config(config: TrainConfig, data):
+    """The per-worker :class:`~models.train_loop.LoopConfig` for ``config`` and the chips."""
+    from models.train_loop import LoopConfig
+
+    counts = data.train.class_counts()
+    if min(counts) == 0:
+        empty = [c for c, n in zip(data.classes, counts, strict=True) if n == 0]
+        raise TrainError(f"{str(data.root)!r}: train/ has no chips of class(es) {empty}")
+    # Class-balanced loss: w_c = N / (C · n_c), so the mean weight over the train set is 1.
+    weights = tuple(sum(counts) / (len(counts) * n) for n in counts)
+    return LoopConfig(
+        input_size=data.chip_size, mean=data.mean, std=data.std, arch=config.arch,
+        num_classes=len(data.classes), epochs=config.epochs,
+        batch_size=config.batch_size // config.workers, lr=config.lr,
+        weight_decay=config.weight_decay, augment=config.augment, class_weights=weights,
+        seed=config.seed, threads=max(1, int(config.cpus_per_worker)),
+        fingerprint=data.fingerprint,
+    )  # fmt: skip
+
+
+def prepare_run_dir(storage_path: str, name: str, resume: bool) -> None:
+    """Check there is a run to resume, or clear an old one so a fresh run starts from scratch.
+
+    Ray Train V2 restores from whatever a run of the same (storage_path, name) left behind.
+    """
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(
+        storage_path if "://" in storage_path else Path(storage_path).as_uri()
+    )
+    path = f"{root.rstrip('/')}/{name}"
+    exists = fs.get_file_info(path).type != pafs.FileType.NotFound
+    if resume and not exists:
+        raise TrainError(f"--resume: no earlier run {name!r} under {storage_path!r}")
+    if exists and not resume:
+        log.info("starting afresh: removing the earlier run at %s/%s", storage_path, name)
+        fs.delete_dir(path)
+
+
+def fit(loop, data, *, workers: int, storage_path: str, name: str, cpus_per_worker: float = 1.0,
+        use_gpu: bool | None = None, progress: bool = False):  # fmt: skip
+    """Run :func:`models.train_loop.train_per_worker` on ``workers`` Ray Train workers.
+
+    Needs a connected Ray. Returns the ``ray.train.Result`` (its checkpoint is the last epoch's).
+    """
+    import ray
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from models.train_loop import train_per_worker
+
+    if use_gpu is None:
+        use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
+    resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    arrays = ray.put((data.train.images, data.train.labels, data.val.images, data.val.labels))
+    with progress_events(loop.epochs, progress) as queue:
+        trainer = TorchTrainer(
+            train_per_worker,
+            train_loop_config={"loop": loop, "data": arrays, "progress": queue},
+            scaling_config=ScalingConfig(
+                num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources
+            ),
+            run_config=RunConfig(
+                name=name,
+                storage_path=storage_path,
+                checkpoint_config=CheckpointConfig(num_to_keep=2),
+            ),
+        )
+        return trainer.fit()
+
+
+@contextlib.contextmanager
+def progress_events(epochs: int, enabled: bool) -> Iterator[Any]:
+    """A Ray queue that rank 0 fills with progress events, shown here as a tqdm bar on stderr."""
+    if not enabled:
+        yield None
+        return
+    import ray
+    from ray.util.queue import Queue
+
+    queue = Queue(actor_options={"num_cpus": 0})
+    display = _ProgressDisplay(queue, epochs)
+    thread = threading.Thread(target=display.pump, name="train-progress", daemon=True)
+    thread.start()
+    try:
+        yield queue
+    finally:
+        display.stop.set()
+        thread.join()
+        display.drain()
+        display.close()
+        ray.kill(queue.actor)
+
+
+class _ProgressDisplay:
+    """Turns ("step", epoch, i, n) and ("epoch", metrics) events into a bar and epoch lines."""
+
+    def __init__(self, queue, epochs: int):
+        from tqdm import tqdm
+
+        self.queue, self.epochs, self.stop = queue, epochs, threading.Event()
+        fmt = "{l_bar}{bar}| {n:.1f}/{total} epochs [{elapsed}<{remaining}]{postfix}"
+        self.bar = tqdm(total=epochs, desc="train", file=sys.stderr, dynamic_ncols=True,
+                        bar_format=fmt)  # fmt: skip
+
+    def pump(self) -> None:
+        from ray.util.queue import Empty
+
+        while not self.stop.is_set():
+            with contextlib.suppress(Empty):
+                self.show(self.queue.get(timeout=0.5))
+
+    def drain(self) -> None:
+        from ray.util.queue import Empty
+
+        with contextlib.suppress(Empty):
+            while True:
+                self.show(self.queue.get_nowait())
+
+    def show(self, event: tuple) -> None:
+        if event[0] == "step":
+            _, epoch, i, n = event
+            self.bar.n = epoch + i / n
+            self.bar.refresh()
+        elif event[0] == "epoch":
+            m = event[1]
+            self.bar.n = m["epoch"]
+            self.bar.set_postfix(val_acc=f"{m['val_accuracy']:.3f}", refresh=False)
+            self.bar.write(format_epoch(m, self.epochs), file=sys.stderr)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def format_epoch(m: dict[str, float], epochs: int) -> str:
+    return (
+        f"epoch {m['epoch']:>3}/{epochs}  train loss {m['train_loss']:.4f} acc "
+        f"{m['train_accuracy']:.3f}  val loss {m['val_loss']:.4f} acc {m['val_accuracy']:.3f}"
+    )
+
+
+def write_bundle(config: TrainConfig, data, loop, checkpoint, seconds: float):
+    """Load the last checkpoint, calibrate on ``val/``, and save the model bundle."""
+    import torch
+    import torch.nn.functional as F
+
+    from models.bundle import save_bundle
+    from models.calibrate import fit_temperature, nll
+    from models.data import POSITIVE_CLASS
+    from models.scorer import Normalize
+    from models.train_loop import STATE, build_model, load_weights, predict_logits
+
+    if checkpoint is None:
+        raise TrainError(f"run {config.run_name!r} reported no checkpoint")
+    with checkpoint.as_directory() as d:
+        weights = load_weights(d)
+        history = json.loads((Path(d) / STATE).read_text())["history"]
+    model = build_model(loop)
+    model.load_state_dict(weights)
+    logits = predict_logits(model, data.val.images, Normalize(data.mean, data.std))
+    labels = torch.from_numpy(data.val.labels)
+    temperature = fit_temperature(logits, labels)
+    trained = sum(h["train_seconds"] for h in history)
+    metrics = {
+        "val_accuracy": float((logits.argmax(1) == labels).float().mean()),
+        "val_loss": float(F.cross_entropy(logits, labels)),
+        "val_nll_calibrated": nll(logits, labels, temperature),
+        "epochs": len(history),
+        "workers": config.workers,
+        "train_seconds": round(seconds, 3),
+        "samples_per_s": sum(h["train_samples"] for h in history) / trained if trained else 0.0,
+        "history": history,
+    }
+    return save_bundle(
+        config.out, model, arch=loop.arch, arch_args=dict(loop.arch_args),
+        input_size=loop.input_size, mean=data.mean, std=data.std, classes=list(data.classes),
+        positive_class=POSITIVE_CLASS, output_stride=model.output_stride,
+        receptive_field=model.receptive_field, object_size_px=_object_size(config, data),
+        temperature=temperature, metrics=metrics, data_fingerprint=data.fingerprint,
+    )  # fmt: skip
+
+
+def _object_size(config: TrainConfig, data) -> float:
+    if data.face_size_px is not None:
+        return data.face_size_px
+    return config.object_size or 0.5 * data.chip_size
+
+
+# --- CLI: builds the config, calls run_train ---
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+@click.command("train")
+@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write."
+)
+@click.option(
+    "--epochs",
+    type=int,
+    default=_DEFAULTS["epochs"],
+    show_default=True,
+    help="Total epochs (with --resume: including those already done).",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=_DEFAULTS["workers"],
+    show_default=True,
+    help="Ray Train workers (one GPU each where the cluster has GPUs).",
+)
+@click.option(
+    "--arch", default=_DEFAULTS["arch"], show_default=True, help="whalenet, alexnet or resnet18."
+)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=_DEFAULTS["batch_size"],
+    show_default=True,
+    help="Global batch, split evenly over the workers.",
+)
+@click.option(
+    "--lr",
+    type=float,
+    default=_DEFAULTS["lr"],
+    show_default=True,
+    help="Peak learning rate (AdamW, warm-up + cosine).",
+)
+@click.option(
+    "--augment",
+    default=",".join(_DEFAULTS["augment"]),
+    show_default=True,
+    help="Comma list of flip,rot90,jitter,invert; 'none' for no augmentation.",
+)
+@click.option(
+    "--storage", default=None, help="Checkpoint storage (dir or s3://…); default <out>.runs."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run of the same --out/--storage from its last checkpoint.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=_DEFAULTS["seed"],
+    show_default=True,
+    help="Seeds the initial weights, shuffling and augmentation.",
+)
+@click.option(
+    "--object-size",
+    type=float,
+    default=None,
+    help="Face size in px for detection; default dataset.json's face_size_px, else chip/2.",
+)
+@click.option(
+    "--cpus-per-worker", type=float, default=_DEFAULTS["cpus_per_worker"], show_default=True
+)
+@click.option("--progress/--no-progress", default=True, help="Show the progress bar (stderr).")
+@address_option
+@verbose_option
+def train(data: Path, out: Path, **opts: Any) -> None:
+    """Train the whale-face classifier on DATA (train/ and val/ chip folders) into bundle --out."""
+    from models.bundle import BundleError
+    from models.data import ChipDataError
+
+    opts["augment"] = opts["augment"].split(",")
+    try:
+        config = TrainConfig(data=data.resolve(), out=out.resolve(), **opts)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    try:
+        bundle = run_train(config)
+    except (ChipDataError, TrainError, BundleError) as e:
+        raise click.ClickException(str(e)) from e
+    m = bundle.metrics
+    click.echo(
+        f"{bundle.path}  val_accuracy={m['val_accuracy']:.4f}  val_loss={m['val_loss']:.4f}  "
+        f"epochs={m['epochs']}  {m['train_seconds']:.0f}s  {m['samples_per_s']:.0f} samples/s"
+    )
+
+
+if __name__ == "__main__":
+    train()
