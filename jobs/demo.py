@@ -43,14 +43,15 @@ def run_demo(out: Path, scene_size: int, whales: int, epochs: int | None, worker
         _step("4/5 detect whale faces in the scene (fully convolutional, tiled on Ray)")
         reports = out / "reports"
         (outcome,) = run_detect(DetectConfig(bundle=str(bundle.path), out=str(reports), scenes=(str(scene),)))
-    _step("5/5 score against the truth")
+    _step("5/5 score against the truth, report")
     match = _score(outcome, scene, bundle)
     click.echo(match.line())
-    _report(reports)
+    html = _report(reports)
     click.echo(f"\ndone in {time.perf_counter() - t0:.0f} s")
     click.echo(f"  bundle:     {bundle.path}")
     click.echo(f"  detections: {outcome.detections_path}")
     click.echo(f"  reports:    {reports}")
+    click.echo(f"  html:       {html.index}")
     click.echo(
         "  try:        duckdb -c \"SELECT scene_uri, count(*) AS whales, round(avg(score), 3) "
         f"FROM read_parquet('{reports}/detections/**/*.parquet', hive_partitioning = true) "
@@ -72,20 +73,19 @@ def _score(outcome, scene: Path, bundle):
     return match_centres(boxes, det["score"].to_numpy(), tboxes, radius=bundle.box_size_px / 2)
 
 
-def _report(reports: Path) -> None:
-    """Run the example query 'whales per scene' from reports/queries with DuckDB, if available."""
-    try:
-        import duckdb
-    except ImportError:
-        return
-    sql = (
-        "SELECT scene_uri, count(*) AS whales, round(max(score), 3) AS best "
-        f"FROM read_parquet('{reports}/detections/**/*.parquet', hive_partitioning = true) "
-        "GROUP BY scene_uri ORDER BY whales DESC"
-    )
-    click.echo("\nwhales per scene (DuckDB):")
-    for uri, n, best in duckdb.sql(sql).fetchall():
-        click.echo(f"  {uri}: {n} (best score {best})")
+def _report(reports: Path):
+    """Write the HTML report and run the example query ``whales_per_scene`` with DuckDB."""
+    import duckdb
+
+    from jobs.report import ReportConfig, run_report
+    from reports.sql import load_query
+
+    html = run_report(ReportConfig(str(reports)))
+    click.echo("\nwhales per scene (reports/queries/whales_per_scene.sql, DuckDB):")
+    result = duckdb.sql(load_query("whales_per_scene", reports=reports))
+    for row in result.fetchall():
+        click.echo("  " + " | ".join(str(v) for v in row))
+    return html
 
 
 def _step(text: str) -> None:
