@@ -58,13 +58,15 @@ def fcn_vs_sliding(root: Path, side: int) -> dict:
     fcn = _detect(bundle, scene, root / "r-fcn", mode="fcn", **kw)
     sliding = _detect(bundle, scene, root / "r-sl", mode="sliding", stride=8, batch_size=256, **kw)
     r = {"scene_px": side, "fcn_s": fcn, "sliding_s": sliding, "speedup": sliding / fcn}
-    print(f"FCN vs sliding (stride 8) on {side}²: {fcn:.1f} s vs {sliding:.1f} s → {r['speedup']:.1f}×")
+    print(
+        f"FCN vs sliding (stride 8) on {side}²: {fcn:.1f} s vs {sliding:.1f} s → {r['speedup']:.1f}×"
+    )
     return r
 
 
 def end_to_end_vs_model(root: Path, side: int, region: int) -> dict:
     """Same pixels, same region tiling: full in-process detect vs backend forward on region tiles."""
-    from jobs.worker import DetectorSettings, peak_radius
+    from jobs.worker import peak_radius
     from models.backends import load_backend
     from models.bundle import load_bundle
     from tiling.grid import plan_regions, required_halo
@@ -78,9 +80,13 @@ def end_to_end_vs_model(root: Path, side: int, region: int) -> dict:
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     for r in regions:  # bare model: forward passes on the read windows, pixels already in memory
-        backend((rng.random((1, 3, int(r.read.height), int(r.read.width))) * 255).astype(np.float32))
+        backend(
+            (rng.random((1, 3, int(r.read.height), int(r.read.width))) * 255).astype(np.float32)
+        )
     bare = time.perf_counter() - t0
-    full = _detect(bundle_path, scene, root / "r-e2e", backend="torch", workers=0, region_size=region)
+    full = _detect(
+        bundle_path, scene, root / "r-e2e", backend="torch", workers=0, region_size=region
+    )
     mp = side * side / 1e6
     r = {
         "scene_px": side, "region": region, "tile_shapes": sorted(tiles),
@@ -101,7 +107,9 @@ def cpu_layouts(root: Path, side: int) -> dict:
         _detect(bundle, scene, root / "warm", backend="torch", workers=workers)  # start actors once
         s = _detect(bundle, scene, root / f"r-w{workers}", backend="torch", workers=workers)
         out[f"{workers}x{max(1, cores // workers)}threads_mp_per_s"] = side * side / 1e6 / s
-        print(f"Ray CPU layout: {workers} actor(s) × {max(1, cores // workers)} thread(s): {side * side / 1e6 / s:.2f} MP/s")
+        print(
+            f"Ray CPU layout: {workers} actor(s) × {max(1, cores // workers)} thread(s): {side * side / 1e6 / s:.2f} MP/s"
+        )
     return out
 
 

@@ -42,7 +42,9 @@ def run_demo(out: Path, scene_size: int, whales: int, epochs: int | None, worker
         click.echo(format_report(evaluate_bundle(bundle.path, out / "chips")))
         _step("4/5 detect whale faces in the scene (fully convolutional, tiled on Ray)")
         reports = out / "reports"
-        (outcome,) = run_detect(DetectConfig(bundle=str(bundle.path), out=str(reports), scenes=(str(scene),)))
+        (outcome,) = run_detect(
+            DetectConfig(bundle=str(bundle.path), out=str(reports), scenes=(str(scene),))
+        )
     _step("5/5 score against the truth, report")
     match = _score(outcome, scene, bundle)
     click.echo(match.line())
@@ -53,7 +55,7 @@ def run_demo(out: Path, scene_size: int, whales: int, epochs: int | None, worker
     click.echo(f"  reports:    {reports}")
     click.echo(f"  html:       {html.index}")
     click.echo(
-        "  try:        duckdb -c \"SELECT scene_uri, count(*) AS whales, round(avg(score), 3) "
+        '  try:        duckdb -c "SELECT scene_uri, count(*) AS whales, round(avg(score), 3) '
         f"FROM read_parquet('{reports}/detections/**/*.parquet', hive_partitioning = true) "
         'GROUP BY ALL"'
     )
@@ -69,7 +71,9 @@ def _score(outcome, scene: Path, bundle):
     det = pq.read_table(outcome.detections_path)
     boxes = np.stack([det[c].to_numpy() for c in ("px_xmin", "px_ymin", "px_xmax", "px_ymax")], 1)
     truth = pq.read_table(scene.with_suffix(".truth.parquet"))
-    tboxes = np.stack([truth[c].to_numpy() for c in ("px_xmin", "px_ymin", "px_xmax", "px_ymax")], 1)
+    tboxes = np.stack(
+        [truth[c].to_numpy() for c in ("px_xmin", "px_ymin", "px_xmax", "px_ymax")], 1
+    )
     return match_centres(boxes, det["score"].to_numpy(), tboxes, radius=bundle.box_size_px / 2)
 
 

@@ -8,7 +8,6 @@ are restarted by Ray if their process dies and their regions rerun, so output eq
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import secrets
@@ -20,7 +19,7 @@ import click
 import numpy as np
 
 from jobs.options import address_option, verbose_option
-from jobs.worker import DetectorSettings, RegionDetector, RegionResult, RegionTask, peak_radius
+from jobs.worker import DetectorSettings, RegionResult, RegionTask, peak_radius
 from tiling.bands import parse_scale, resolve_scaling, select_bands
 from tiling.grid import plan_regions, required_halo
 from tiling.scene import SceneError, SceneRef, describe, open_scene, resolve_scene
@@ -114,9 +113,13 @@ def detect_scenes(config: DetectConfig, scenes: Sequence[SceneRef]) -> list[Scen
     from models.bundle import load_bundle
 
     bundle = load_bundle(config.bundle)
-    stride = bundle.output_stride if config.mode == "fcn" else (config.stride or bundle.output_stride)
+    stride = (
+        bundle.output_stride if config.mode == "fcn" else (config.stride or bundle.output_stride)
+    )
     if config.mode == "fcn" and config.stride not in (None, stride):
-        raise ValueError(f"--stride {config.stride}: fcn mode scores at the bundle's stride {stride}")
+        raise ValueError(
+            f"--stride {config.stride}: fcn mode scores at the bundle's stride {stride}"
+        )
     settings = DetectorSettings(
         mode=config.mode, stride=stride, threshold=config.threshold,
         batch_size=config.batch_size, backend=config.backend,
@@ -172,7 +175,9 @@ class _Writer:
             bands = select_bands(ds, ref.uri, cfg.bands)
             scaling = resolve_scaling(ds, bands, cfg.scale)
         stride = b.output_stride if cfg.mode == "fcn" else (cfg.stride or b.output_stride)
-        halo = required_halo(b.input_size, stride, b.box_size_px, peak_radius(b.box_size_px, stride))
+        halo = required_halo(
+            b.input_size, stride, b.box_size_px, peak_radius(b.box_size_px, stride)
+        )
         regions = plan_regions(info.width, info.height, cfg.region_size, halo, stride)
         return info, [
             RegionTask(index, ref.uri, r, info.width, info.height, bands, scaling) for r in regions
@@ -249,7 +254,9 @@ def _record_failure(config: DetectConfig, ref: SceneRef, error: str, bundle=None
 
         bundle = load_bundle(config.bundle)
     row = _attempt_row(config, bundle, error, 0.0, config.backend)
-    write_scene_result(open_store(config.out), SceneMeta(ref.uri, ref.version, modified=ref.modified), None, row)
+    write_scene_result(
+        open_store(config.out), SceneMeta(ref.uri, ref.version, modified=ref.modified), None, row
+    )
     return SceneOutcome(ref.uri, "failed", error, 0, 0.0, 0.0)
 
 
@@ -309,10 +316,16 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.option("--out", required=True, help="Reports root: a directory or s3://bucket/prefix.")
 @click.option("--mode", type=click.Choice(MODES), default="fcn", show_default=True)
 @click.option("--stride", type=int, default=None, help="Sliding-window stride in px.")
-@click.option("--region-size", type=int, default=2048, show_default=True, help="Core px per region.")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Windows per batch (sliding).")
+@click.option(
+    "--region-size", type=int, default=2048, show_default=True, help="Core px per region."
+)
+@click.option(
+    "--batch-size", type=int, default=64, show_default=True, help="Windows per batch (sliding)."
+)
 @click.option("--threshold", type=float, default=0.5, show_default=True)
-@click.option("--bands", callback=_parse_bands, default=None, help="R,G,B band numbers, e.g. 3,2,1.")
+@click.option(
+    "--bands", callback=_parse_bands, default=None, help="R,G,B band numbers, e.g. 3,2,1."
+)
 @click.option("--scale", default="auto", show_default=True,
               help="auto | none | bits:N | range:LO,HI | percentile:P1,P2")  # fmt: skip
 @click.option("--backend", default="auto", show_default=True,

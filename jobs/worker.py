@@ -8,7 +8,6 @@ the bundle's backend (scores).
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 

@@ -7,6 +7,7 @@ deploy.prototxt + .caffemodel + mean image, made safe and self-describing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -84,7 +85,9 @@ def save_bundle(out_dir: str | Path, model, **meta: Any) -> Bundle:
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
+    }
     save_file(state, str(tmp / WEIGHTS))
     meta = {
         "versions": _versions(),
@@ -158,7 +161,10 @@ def load_model(bundle: Bundle, device: str = "cpu"):
             f"{str(bundle.path)!r}: weights do not fit arch {bundle.arch!r} "
             f"with input_size {bundle.input_size}: {e}"
         ) from e
-    if (model.output_stride, model.receptive_field) != (bundle.output_stride, bundle.receptive_field):
+    if (model.output_stride, model.receptive_field) != (
+        bundle.output_stride,
+        bundle.receptive_field,
+    ):
         raise BundleError(
             f"{str(bundle.path)!r}: bundle.json says stride {bundle.output_stride}/receptive field "
             f"{bundle.receptive_field}, the network has {model.output_stride}/{model.receptive_field}"
@@ -255,15 +261,12 @@ def _cache_dir() -> Path:
 
 def _versions() -> dict[str, str]:
     import platform
+    from importlib.metadata import PackageNotFoundError, version
 
     import torch
 
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": platform.python_version(), "torch": torch.__version__}
     for pkg in ("whalescan", "torchvision", "ray"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
     return out

@@ -110,7 +110,9 @@ def test_nodata_and_outside_never_hold_detections(bundle, tmp_path):
 
 def test_scene_without_crs_keeps_pixel_columns(bundle, tmp_path):
     rng = np.random.default_rng(1)
-    path = write_tif(tmp_path / "nocrs.tif", (rng.random((3, 300, 300)) * 255).astype("uint8"), crs=None)
+    path = write_tif(
+        tmp_path / "nocrs.tif", (rng.random((3, 300, 300)) * 255).astype("uint8"), crs=None
+    )
     detect(bundle, [path], tmp_path / "r")
     t = read_detections(tmp_path / "r")
     assert t.num_rows > 0

@@ -35,7 +35,9 @@ class Scaling:
         return np.clip((raw.astype(np.float32) - off) * gain, 0, 255)
 
 
-def select_bands(ds: rasterio.DatasetReader, uri: str, spec: tuple[int, ...] | None) -> tuple[int, ...]:
+def select_bands(
+    ds: rasterio.DatasetReader, uri: str, spec: tuple[int, ...] | None
+) -> tuple[int, ...]:
     """1-based band indexes for R, G, B: ``spec`` if given, else by colour interpretation, else 1,2,3."""
     if spec:
         if len(spec) != 3 or any(b < 1 or b > ds.count for b in spec):
@@ -85,7 +87,10 @@ def resolve_scaling(ds: rasterio.DatasetReader, bands: tuple[int, ...], spec: st
     sample = _sample(ds, bands)
     lo = np.nanpercentile(sample, args[0], axis=(1, 2))
     hi = np.nanpercentile(sample, args[1], axis=(1, 2))
-    return Scaling(tuple(map(float, lo)), tuple(float(255.0 / max(h - l, 1e-12)) for l, h in zip(lo, hi, strict=True)))  # noqa: E741,E501
+    return Scaling(
+        tuple(map(float, lo)),
+        tuple(float(255.0 / max(top - bottom, 1e-12)) for bottom, top in zip(lo, hi, strict=True)),
+    )
 
 
 def _sample(ds: rasterio.DatasetReader, bands: tuple[int, ...], side: int = 1024) -> np.ndarray:
