@@ -2,13 +2,18 @@
 
 A backend is a callable: ``backend(x)`` with ``x`` a float32 array (N, 3, H, W) of pixels on the
 0..255 scale returns float32 (N, H', W') whale-face probabilities (see ``models.scorer``).
-Attributes: ``name`` (recorded in the ``backend`` column) and ``device`` (e.g. ``cpu``, ``cuda:0``).
+Attributes: ``name`` (recorded in the ``backend`` column), ``device`` (e.g. ``cpu``, ``cuda:0``)
+and ``precision`` (``fp32``, ``bf16``, ``fp16``, ``int8``: what the arithmetic actually runs in).
+
+Backends: ``torch`` (CPU/CUDA), ``onnxruntime`` (CPU), ``openvino`` (CPU, extra
+``whalescan[openvino]``), ``tensorrt`` (NVIDIA GPU, extra ``whalescan[tensorrt]``) and ``auto``
+(see :mod:`models.backends.auto` for the rule and the benchmark behind it).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -18,21 +23,89 @@ from models.bundle import Bundle
 class Backend(Protocol):
     name: str
     device: str
+    precision: str
 
     def __call__(self, x: np.ndarray) -> np.ndarray: ...
 
 
-# name -> "module:factory"; each factory is (bundle, device=None, threads=None) -> Backend.
+class BackendUnavailableError(ImportError):
+    """A backend's optional library (or device) is missing; the message says how to get it."""
+
+
+# name -> "module:factory"; a factory is (bundle, device=None, threads=None, **options) -> Backend.
 REGISTRY = {
+    "auto": "models.backends.auto:auto_backend",
     "torch": "models.backends.torch_backend:TorchBackend",
+    "onnxruntime": "models.backends.onnxruntime_backend:OnnxRuntimeBackend",
+    "openvino": "models.backends.openvino_backend:OpenVinoBackend",
+    "tensorrt": "models.backends.tensorrt_backend:TensorRTBackend",
+}
+
+# The library each backend needs beyond the core install, and how to get it.
+EXTRAS = {
+    "onnxruntime": ("onnxruntime", "pip install onnxruntime (a core dependency of whalescan)"),
+    "openvino": ("openvino", "pip install 'whalescan[openvino]'"),
+    "tensorrt": (
+        "tensorrt",
+        "pip install 'whalescan[tensorrt]' on a machine with an NVIDIA GPU "
+        "(the wheel comes from NVIDIA's index, https://pypi.nvidia.com)",
+    ),
 }
 
 
 def load_backend(
-    name: str, bundle: Bundle, device: str | None = None, threads: int | None = None
+    name: str,
+    bundle: Bundle,
+    device: str | None = None,
+    threads: int | None = None,
+    **options: Any,
 ) -> Backend:
-    """Build backend ``name`` for ``bundle``; ``threads`` caps intra-op CPU threads."""
+    """Build backend ``name`` for ``bundle``; ``threads`` caps intra-op CPU threads.
+
+    ``options`` go to the backend (e.g. ``precision="bf16"``); see each backend's docstring.
+    Raises ``ValueError`` for an unknown name and :class:`BackendUnavailableError` (an
+    ``ImportError``) when the backend's library or device is missing.
+    """
     if name not in REGISTRY:
         raise ValueError(f"unknown backend {name!r}; expected one of {sorted(REGISTRY)}")
     module, attr = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), attr)(bundle, device=device, threads=threads)
+    factory = getattr(importlib.import_module(module), attr)
+    return factory(bundle, device=device, threads=threads, **options)
+
+
+def require(backend: str):
+    """Import and return the optional library of ``backend``, or raise a clear install hint."""
+    module, hint = EXTRAS[backend]
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise BackendUnavailableError(
+            f"backend {backend!r} needs the {module!r} package, which is not installed: {hint}"
+        ) from e
+
+
+def available(name: str) -> bool:
+    """Whether backend ``name``'s library imports here (says nothing about devices)."""
+    if name not in EXTRAS:
+        return name in REGISTRY
+    try:
+        require(name)
+    except BackendUnavailableError:
+        return False
+    return True
+
+
+def chunks(x: np.ndarray, max_batch: int | None):
+    """Split (N, …) ``x`` along N into pieces of at most ``max_batch`` (one piece if None)."""
+    if not max_batch or len(x) <= max_batch:
+        yield x
+        return
+    for i in range(0, len(x), max_batch):
+        yield x[i : i + max_batch]
+
+
+def check_input(x: np.ndarray, backend: str) -> np.ndarray:
+    """``x`` as C-contiguous float32 (N, 3, H, W), or a ValueError naming the backend and shape."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"{backend}: input shape {tuple(x.shape)}, expected (N, 3, H, W)")
+    return np.ascontiguousarray(x, dtype=np.float32)
