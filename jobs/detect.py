@@ -136,6 +136,7 @@ class _Writer:
         self.config, self.bundle = config, bundle
         self.outcomes: list[SceneOutcome] = []
         self.backend_label = config.backend
+        self.megapixels = 0.0
 
     def run(self, pool, scenes: Sequence[SceneRef]) -> list[SceneOutcome]:
         from tqdm import tqdm
@@ -187,6 +188,8 @@ class _Writer:
         scene = live[result.scene]
         scene.results.append(result)
         self.backend_label = result.backend or self.backend_label
+        self.megapixels += result.megapixels
+        bar.set_postfix_str(f"{self.megapixels / bar.format_dict['elapsed']:.1f} MP/s", refresh=False)
         bar.update(1)
         if len(scene.results) == scene.regions:
             del live[result.scene]
