@@ -137,6 +137,7 @@ class _Writer:
         self.outcomes: list[SceneOutcome] = []
         self.backend_label = config.backend
         self.megapixels = 0.0
+        self.started = time.perf_counter()
 
     def run(self, pool, scenes: Sequence[SceneRef]) -> list[SceneOutcome]:
         from tqdm import tqdm
@@ -189,7 +190,8 @@ class _Writer:
         scene.results.append(result)
         self.backend_label = result.backend or self.backend_label
         self.megapixels += result.megapixels
-        bar.set_postfix_str(f"{self.megapixels / bar.format_dict['elapsed']:.1f} MP/s", refresh=False)
+        rate = self.megapixels / max(time.perf_counter() - self.started, 1e-9)
+        bar.set_postfix_str(f"{rate:.1f} MP/s", refresh=False)
         bar.update(1)
         if len(scene.results) == scene.regions:
             del live[result.scene]
