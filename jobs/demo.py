@@ -29,7 +29,7 @@ def run_demo(out: Path, scene_size: int, whales: int, epochs: int | None, worker
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     _step("1/5 synthetic chips and a held-out scene")
-    write_chips(out / "chips", n=600, size=64, seed=0)
+    write_chips(out / "chips", n=3000, size=64, seed=0)  # more hard negatives: fewer false alarms
     scene = out / "scene.tif"
     write_scene(scene, scene_size, scene_size, whales=whales, seed=2026)
     with ray_session(None):
