@@ -125,8 +125,21 @@ class ScanConfig:
             if not path.is_dir():
                 raise ValueError(f"source={self.source!r}: not a directory (or use s3://…)")
             set_(self, "source", str(path.resolve()) + os.sep)
-        if not self.bundle or not Path(self.bundle).exists():
-            raise ValueError(f"bundle={self.bundle!r}: no model bundle (directory or .tar) there")
+        if isinstance(self.bundle, os.PathLike):
+            set_(self, "bundle", os.fspath(self.bundle))
+        if not isinstance(self.bundle, str) or not self.bundle:
+            raise ValueError(f"bundle={self.bundle!r}: expected a directory, .tar or s3://…")
+        if self.bundle.startswith("s3://"):
+            try:  # the object itself is fetched and validated by load_bundle
+                _, key = parse_s3_uri(self.bundle)
+            except ValueError as e:
+                raise ValueError(f"bundle={e}") from None
+            if not key or key.endswith("/"):
+                raise ValueError(f"bundle={self.bundle!r}: expected s3://bucket/key.tar")
+        elif "://" in self.bundle or not Path(self.bundle).expanduser().exists():
+            raise ValueError(
+                f"bundle={self.bundle!r}: no model bundle (directory, .tar or s3://…) there"
+            )
         if not self.reports:
             raise ValueError(
                 "reports: a reports root (directory or s3://bucket/prefix) is required"
@@ -424,7 +437,9 @@ def stop_on_signals(stop: threading.Event, echo: Callable[[str], None]) -> Itera
 
 @click.command()
 @click.argument("source")
-@click.option("--bundle", required=True, help="Model bundle (directory or .tar).")
+@click.option(
+    "--bundle", required=True, help="Model bundle: directory, .tar, or s3://bucket/key.tar."
+)
 @click.option(
     "--reports", required=True, help="Reports root (directory or s3://bucket/prefix): the ledger."
 )

@@ -19,8 +19,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray instance for the whole session (≈3–5 s to start), 4 logical CPUs on 2 cores."""
+def ray_local(s3_server):
+    """One local Ray instance for the whole session (≈3–5 s to start), 4 logical CPUs on 2 cores.
+
+    Started after the S3 server so its workers inherit the endpoint and credentials, as workers
+    on a real cluster get them from their pods' environment.
+    """
     import ray
 
     if not ray.is_initialized():

@@ -683,3 +683,44 @@ def test_remote_working_dirs_are_zips_the_image_can_fetch() -> None:
         assert uri.endswith(".zip"), f"{where}: remote working_dir {uri} is not a .zip"
         if uri.startswith("s3://"):
             assert "smart_open[s3]" in dockerfile, f"{where}: the image can't fetch {uri}"
+
+
+def _parsed_recipes(*modules: str) -> list[tuple[str, str, dict]]:
+    """(where, module, click params) of every recipe of `modules`, parsed with the real CLI."""
+    cli = pytest.importorskip("jobs.cli", reason="jobs.cli is not written yet")
+    import click
+
+    group = cli.main
+    parsed = []
+    for where, module, args in recipes():
+        if module in modules:
+            command = _paths_need_not_exist(group.get_command(click.Context(group), module))
+            with command.make_context(f"jobs.{module}", list(args)) as ctx:
+                parsed.append((where, module, dict(ctx.params)))
+    return parsed
+
+
+def test_detection_recipes_take_the_bundle_from_s3() -> None:
+    """The detect and scan recipes name the model bundle as one `s3://bucket/key.tar`, which
+    the driver fetches itself (no working_dir needed), and the guide shows how to upload it."""
+    from tiling.s3 import parse_s3_uri
+
+    parsed = _parsed_recipes("detect", "scan")
+    assert {module for _, module, _ in parsed} == {"detect", "scan"}, parsed
+    readme = readme_commands(README.read_text())
+    bundles = set()
+    for where, module, params in parsed:
+        bundle = str(params["bundle"])
+        bucket, key = parse_s3_uri(bundle)
+        assert key.endswith(".tar"), f"{where}: jobs.{module} bundle {bundle} is not an s3:// .tar"
+        bundles.add(bundle)
+        if module == "scan":  # the scan's own checks, which run before anything is fetched
+            from jobs.scan import ScanConfig
+
+            ScanConfig(params["source"], bundle, params["reports"], suffixes=params["suffixes"])
+    assert len(bundles) == 1, f"the recipes run different bundles: {sorted(bundles)}"
+    (bundle,) = bundles
+    uploads = [line for line in readme.splitlines() if re.search(r"\baws s3 cp\b", line)]
+    assert any(shlex.split(line)[-1] == bundle for line in uploads), (
+        f"deploy/README.md shows no `aws s3 cp … {bundle}` publishing the recipes' bundle"
+    )

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import signal
+import tarfile
 import threading
 import time
 import uuid
@@ -108,6 +109,9 @@ def test_config_normalises_and_names_the_bad_field(bundle, tmp_path):
         "source": dict(source="http://bucket/x"),
         "not a directory": dict(source=str(tmp_path / "missing")),
         "bundle": dict(bundle=str(tmp_path / "no-bundle")),
+        "bundle=.*key": dict(bundle="s3://bucket/"),
+        "bundle=.*bucket": dict(bundle="s3://Not_A_Bucket/m.tar"),
+        "bundle=.*http": dict(bundle="http://host/m.tar"),
         "suffixes": dict(suffixes=".txt"),
         "every": dict(every="soon"),
         "max_scenes": dict(max_scenes=0),
@@ -117,6 +121,10 @@ def test_config_normalises_and_names_the_bad_field(bundle, tmp_path):
         args = dict(source="s3://bucket/p", bundle=bundle, reports=str(tmp_path)) | kw
         with pytest.raises(ValueError, match=field_name):
             ScanConfig(**args)
+    # An s3:// bundle is only shaped here; load_bundle fetches and validates it.
+    assert ScanConfig("s3://bucket/p", "s3://models/m-v1.tar", str(tmp_path)).bundle == (
+        "s3://models/m-v1.tar"
+    )
 
 
 # --- planning ------------------------------------------------------------------------------
@@ -199,6 +207,25 @@ def test_dry_run_prints_the_plan_and_writes_nothing(s3_server, bucket, bundle, c
     assert after == before  # no reports/ objects
     assert SECRET not in result.output
     assert not [r for r in caplog.records if SECRET in r.getMessage()]
+
+
+def test_dry_run_with_a_bundle_in_s3(s3_server, bucket, bundle, model_sha, tmp_path):
+    tar = tmp_path / "whale-face-v1.tar"
+    with tarfile.open(tar, "w") as tf:  # as deploy/README.md publishes one: tar -C BUNDLE .
+        tf.add(bundle, arcname=".")
+    bundle_uri = put(bucket, "models/whale-face-v1.tar", tar.read_bytes())
+    put(bucket, "drops/a.tif", b"II*\x00")
+    config = ScanConfig(f"s3://{bucket}/drops", bundle_uri, str(tmp_path / "reports"))
+    plan = plan_scan(config)
+    assert plan.model_sha256 == model_sha and uris(plan.todo) == [f"s3://{bucket}/drops/a.tif"]
+    result = CliRunner().invoke(
+        scan,
+        [f"s3://{bucket}/drops", "--bundle", bundle_uri, "--reports", str(tmp_path / "reports"),
+         "--dry-run"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"model {model_sha[:12]}" in result.output and "to detect: 1 (1 new" in result.output
+    assert not (tmp_path / "reports").exists()
 
 
 def test_usage_errors_exit_2(bundle, tmp_path):
