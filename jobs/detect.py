@@ -147,7 +147,7 @@ class _Writer:
         for task in self._tasks(scenes, live, bar):
             while not pool.has_free():
                 self._collect(pool.get_next_unordered(), live, bar)
-            pool.submit(lambda actor, t: actor.detect.remote(t), task)
+            pool.submit_region(task)
         while pool.has_next():
             self._collect(pool.get_next_unordered(), live, bar)
         bar.close()

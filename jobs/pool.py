@@ -1,7 +1,7 @@
 """Where region tasks run: a Ray actor pool (the default) or in-process (``--workers 0``).
 
-Both expose ``ray.util.ActorPool``'s ``submit / get_next_unordered / has_free / has_next``, so
-the driver loop in ``jobs.detect`` is the same for both.
+Both expose ``submit_region / get_next_unordered / has_free / has_next`` (``ray.util.ActorPool``'s
+protocol), so the driver loop in ``jobs.detect`` is the same for both.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ def actor_pool(
     held (``max_task_retries=-1``): a SIGKILLed or preempted actor costs time, not regions.
     """
     import ray
-    from ray.util import ActorPool
 
     from jobs.ray_session import ray_session
 
@@ -45,16 +44,38 @@ def actor_pool(
             threads = max(1, cpus // n)
             options = {"num_cpus": threads}
         settings = replace(settings, threads=threads)
-        # Held for the pool's lifetime, so a restarted actor can fetch it again (ray#53727).
-        bundle_ref = ray.put(_bundle_tar(bundle_path))
         cls = ray.remote(_RemoteDetector).options(
             max_restarts=-1, max_task_retries=-1, max_concurrency=SLOTS_PER_ACTOR, **options
         )
-        actors = [cls.remote(bundle_ref, settings) for _ in range(n)]
+        actors = [cls.remote(settings) for _ in range(n)]
         log.info("%d detection actor(s), %s", n, options)
-        yield ActorPool([a for a in actors for _ in range(SLOTS_PER_ACTOR)])
+        # Held for the pool's lifetime; travels with each task (see _RemoteDetector).
+        bundle_ref = ray.put(_bundle_tar(bundle_path))
+        yield _RegionPool([a for a in actors for _ in range(SLOTS_PER_ACTOR)], bundle_ref)
         for a in actors:
             ray.kill(a)
+
+
+class _RegionPool:
+    """``ray.util.ActorPool`` over RegionDetector actors, submitting region tasks."""
+
+    def __init__(self, actors: list, bundle_ref):
+        from ray.util import ActorPool
+
+        self.pool = ActorPool(actors)
+        self.bundle = [bundle_ref]  # in a list: Ray passes the reference, not the bytes
+
+    def submit_region(self, task) -> None:
+        self.pool.submit(lambda actor, t: actor.detect.remote(self.bundle, t), task)
+
+    def has_free(self) -> bool:
+        return self.pool.has_free()
+
+    def has_next(self) -> bool:
+        return self.pool.has_next()
+
+    def get_next_unordered(self):
+        return self.pool.get_next_unordered()
 
 
 def default_cpu_workers(cpus: int) -> int:
@@ -62,11 +83,27 @@ def default_cpu_workers(cpus: int) -> int:
     return 1
 
 
-class _RemoteDetector(RegionDetector):
-    """RegionDetector that receives its bundle as bytes, so workers need no shared filesystem."""
+class _RemoteDetector:
+    """The Ray actor: a RegionDetector built from the bundle that arrives with the first task.
 
-    def __init__(self, bundle_tar: bytes, settings: DetectorSettings):
-        super().__init__(_materialise(bundle_tar), settings)
+    Not a constructor argument: an actor whose constructor arguments live in the object store
+    may fail to restart (ray#53727), and restarting is the point here. Loaded once per process.
+    """
+
+    def __init__(self, settings: DetectorSettings):
+        import threading
+
+        self.settings = settings
+        self.detector: RegionDetector | None = None
+        self.lock = threading.Lock()
+
+    def detect(self, bundle: list, task):
+        with self.lock:
+            if self.detector is None:
+                import ray
+
+                self.detector = RegionDetector(_materialise(ray.get(bundle[0])), self.settings)
+        return self.detector(task)
 
 
 def _bundle_tar(path: str) -> bytes:
@@ -103,23 +140,27 @@ def _materialise(tar_bytes: bytes) -> str:
 
 @contextlib.contextmanager
 def inline_pool(bundle_path: str, settings: DetectorSettings) -> Iterator:
-    """Run regions in this process, one at a time (tests, debugging, tiny jobs)."""
-    yield _InlinePool(RegionDetector(bundle_path, settings))
+    """Run regions in this process: two threads, one scoring while the other reads ahead."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(SLOTS_PER_ACTOR, thread_name_prefix="region") as executor:
+        yield _InlinePool(RegionDetector(bundle_path, settings), executor)
 
 
 class _InlinePool:
-    def __init__(self, detector: RegionDetector):
+    def __init__(self, detector: RegionDetector, executor):
         self.detector = detector
-        self.done: deque = deque()
+        self.executor = executor
+        self.pending: deque = deque()
+
+    def submit_region(self, task) -> None:
+        self.pending.append(self.executor.submit(self.detector, task))
 
     def has_free(self) -> bool:
-        return True
+        return len(self.pending) < SLOTS_PER_ACTOR
 
     def has_next(self) -> bool:
-        return bool(self.done)
-
-    def submit(self, fn, task) -> None:
-        self.done.append(self.detector(task))
+        return bool(self.pending)
 
     def get_next_unordered(self):
-        return self.done.popleft()
+        return self.pending.popleft().result()

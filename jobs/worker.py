@@ -98,10 +98,6 @@ class RegionDetector:
         boxes, scores = self.boxes(heat, valid, task)
         return RegionResult(task.scene, task.region.index, boxes, scores, mp, None, label)
 
-    def detect(self, task: RegionTask) -> RegionResult:
-        """The actor method (Ray calls methods by name)."""
-        return self(task)
-
     def heatmap(self, pixels: np.ndarray) -> np.ndarray:
         """(3, h, w) 0..255 → (rows, cols) probabilities on the stride grid of the read window."""
         if self.settings.mode == "fcn":

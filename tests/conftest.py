@@ -69,3 +69,12 @@ _AWS_ENV = (
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
 )
+
+
+@pytest.fixture(scope="session")
+def ray_head():
+    """A `ray start --head` on 127.0.0.1 with token auth, shared by the job-submission tests."""
+    from tests.ray_head import started_head
+
+    with started_head(free_port) as head:
+        yield head

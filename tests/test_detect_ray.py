@@ -78,3 +78,16 @@ def test_sigkilled_actor_is_replaced_and_its_regions_rerun(ray_local, inputs, tm
     assert [o.status for o in outcome["r"]] == [o.status for o in clean] == ["ok", "ok"]
     assert_same_detections(tmp_path / "k", tmp_path / "clean")
     assert not psutil.pid_exists(victim) or psutil.Process(victim).status() == "zombie"
+
+
+@pytest.mark.slow
+def test_ray_job_submit_detects_against_a_started_head(ray_head, inputs):
+    bundle, scenes = inputs
+    out = ray_head.tmp / "reports"
+    job = ray_head.submit(
+        "jobs.detect", str(bundle), *map(str, scenes), "--out", str(out), "--workers", "1",
+        "--backend", "torch", "--region-size", "256", "--quiet",
+    )  # fmt: skip
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    assert "2/2 scene(s) ok" in job.stdout
+    assert read_detections(out).num_rows > 50

@@ -3,17 +3,9 @@ train/eval CLI in-process, resume, and ``ray job submit`` against a ``ray start`
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,9 +28,7 @@ from models.train_loop import (
     make_scheduler,
     train_one_epoch,
 )
-from tests.conftest import free_port
 
-REPO = Path(__file__).resolve().parents[1]
 SIZE = 32
 
 
@@ -324,89 +314,21 @@ def test_prepare_run_dir_on_s3(s3_server):
 
 
 @pytest.mark.slow
-def test_ray_job_submit_trains_against_a_started_head(chips):
-    bin_dir = Path(sys.executable).parent
-    short = Path(tempfile.mkdtemp(prefix="ws-ray-", dir="/tmp"))  # unix socket paths stay short
-    gcs, dash = free_port(), free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",  # the job's `python` is the venv's
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": os.urandom(32).hex(),  # never touches ~/.ray/auth_token
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    ports = [f"--{p}={free_port()}" for p in (
-        "node-manager-port", "object-manager-port", "ray-client-server-port",
-        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
-        "runtime-env-agent-port",
-    )]  # fmt: skip
-    head = subprocess.Popen(
-        [str(bin_dir / "ray"), "start", "--head", "--block", f"--port={gcs}",
-         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--disable-usage-stats",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-         f"--temp-dir={short}", "--min-worker-port=21000", "--max-worker-port=21999", *ports],
-        env=env, cwd=short, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+def test_ray_job_submit_trains_against_a_started_head(chips, ray_head):
+    # `ray start` turned token authentication on: a client without the token is refused.
+    anonymous = {**ray_head.env, "RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN": ""}
+    denied = subprocess.run(
+        [ray_head.ray, "job", "list", f"--address={ray_head.address}"],
+        env=anonymous, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    try:
-        _wait_for_dashboard(dash, head)
-        # `ray start` turned token authentication on: a client without the token is refused.
-        anonymous = {**env, "RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN": ""}
-        denied = subprocess.run(
-            [str(bin_dir / "ray"), "job", "list", f"--address=http://127.0.0.1:{dash}"],
-            env=anonymous, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert denied.returncode != 0 and "Authentication" in denied.stdout + denied.stderr
-        out = short / "bundle"
-        job = subprocess.run(
-            [str(bin_dir / "ray"), "job", "submit", f"--address=http://127.0.0.1:{dash}",
-             f"--working-dir={REPO}", "--", "python", "-m", "jobs.train", str(chips),
-             "--out", str(out), "--workers", "2", "--epochs", "1", "--batch-size", "8",
-             "--no-progress"],
-            env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
-        assert "succeeded" in job.stdout + job.stderr
-        bundle = load_bundle(out)
-        assert bundle.metrics["epochs"] == 1
-        load_model(bundle)
-    finally:
-        _stop_group(head)
-        shutil.rmtree(short, ignore_errors=True)
-
-
-def _wait_for_dashboard(port: int, head: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if head.poll() is not None:
-            pytest.fail(f"ray start exited with {head.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # it answers (401 without the token): up
-        except OSError:
-            time.sleep(1)
-    pytest.fail(f"dashboard on port {port} did not come up in {timeout}s")
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """Stop the head we started and everything in its process group (never `ray stop`: it would
-    kill every Ray on the machine, this session's `ray_local` included)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=15)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _group_alive(proc.pid):
-        time.sleep(0.5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    assert denied.returncode != 0 and "Authentication" in denied.stdout + denied.stderr
+    out = ray_head.tmp / "bundle"
+    job = ray_head.submit(
+        "jobs.train", str(chips), "--out", str(out), "--workers", "2", "--epochs", "1",
+        "--batch-size", "8", "--no-progress",
+    )  # fmt: skip
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    assert "succeeded" in job.stdout + job.stderr
+    bundle = load_bundle(out)
+    assert bundle.metrics["epochs"] == 1
+    load_model(bundle)

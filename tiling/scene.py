@@ -58,16 +58,22 @@ def resolve_scene(uri: str) -> SceneRef:
     return SceneRef(uri, f"{st.st_size}-{st.st_mtime_ns}", modified)
 
 
+# Each block is read about once (halos overlap a little), so a small block cache does: GDAL's
+# default (5 % of RAM) grows the process with the scene until it is full (bench/bench_detect.py).
+GDAL_CACHE_MB = 64
+
+
 def scene_env(uri: str) -> rasterio.Env:
-    """The GDAL settings reading ``uri`` needs (S3 endpoint options for ``s3://``; none for files).
+    """The GDAL settings reading ``uri`` needs (S3 endpoint options for ``s3://``, a bounded cache).
 
     Enter it around opens *and* reads: GDAL reads S3 objects lazily, with range requests.
     """
+    options: dict = {"GDAL_CACHEMAX": GDAL_CACHE_MB}
     if uri.startswith("s3://"):
         from tiling.s3 import gdal_s3_options
 
-        return rasterio.Env(**gdal_s3_options())
-    return rasterio.Env()
+        options.update(gdal_s3_options())
+    return rasterio.Env(**options)
 
 
 def open_scene(uri: str) -> rasterio.DatasetReader:
