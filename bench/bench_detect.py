@@ -91,8 +91,8 @@ def fcn_vs_sliding(root: Path, side: int, region: int = 1024) -> dict:
 
 
 def end_to_end_vs_model(root: Path, side: int, region: int) -> dict:
-    """Warm, same pixels: the region pipeline (read ahead + score + peaks + NMS + ownership, as
-    ``--workers 0`` and each Ray actor run it) vs the backend alone on pixels already in memory."""
+    """Warm, same pixels: the region pipeline (read + score + peaks + NMS + ownership, as
+    ``--workers 0`` runs it) vs the backend alone on pixels already in memory."""
     from jobs.pool import inline_pool
     from jobs.worker import DetectorSettings
 
