@@ -131,7 +131,16 @@ class RegionDetector:
     def _read(self, task: RegionTask):
         with scene_env(task.uri):
             ds = self._dataset(task.uri)
-            return read_window(ds, task.uri, task.region.read, task.bands, task.scaling)
+            buffers = self._buffers(len(task.bands), task.region.read)
+            return read_window(ds, task.uri, task.region.read, task.bands, task.scaling, buffers)
+
+    def _buffers(self, bands: int, window) -> tuple[np.ndarray, np.ndarray] | None:
+        """This thread's pixel/mask buffers, reused while regions keep the same read shape."""
+        shape = (bands, int(window.height), int(window.width))
+        held = getattr(self._local, "buffers", None)
+        if held is None or held[0].shape != shape:
+            held = self._local.buffers = (np.empty(shape, np.float32), np.empty(shape[1:], bool))
+        return held
 
     def _dataset(self, uri: str):
         """A few recently used scenes kept open, per thread: rasterio handles are not thread-safe."""

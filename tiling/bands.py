@@ -26,13 +26,18 @@ class Scaling:
     offset: tuple[float, ...]
     gain: tuple[float, ...]
 
-    def apply(self, raw: np.ndarray) -> np.ndarray:
-        """(bands, rows, cols) raw values → float32 on the 0..255 scale."""
+    def apply(self, raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(bands, rows, cols) raw values → float32 on the 0..255 scale, into ``out`` if given."""
+        if out is None:
+            out = np.empty(raw.shape, np.float32)
+        if all(o == 0 for o in self.offset) and all(g == 1 for g in self.gain):
+            np.copyto(out, raw, casting="unsafe")
+            return out
         off = np.asarray(self.offset, np.float32)[:, None, None]
         gain = np.asarray(self.gain, np.float32)[:, None, None]
-        if np.all(off == 0) and np.all(gain == 1) and raw.dtype == np.uint8:
-            return raw.astype(np.float32)
-        return np.clip((raw.astype(np.float32) - off) * gain, 0, 255)
+        np.subtract(raw, off, out=out, casting="unsafe")
+        np.multiply(out, gain, out=out)
+        return np.clip(out, 0, 255, out=out)
 
 
 def select_bands(
