@@ -95,24 +95,32 @@ def new_run_id() -> str:
 
 def run_detect(config: DetectConfig) -> list[SceneOutcome]:
     """Detect in ``config.scenes`` (paths or ``s3://`` URIs); unusable ones become failed rows."""
+    from models.bundle import load_bundle
+    from reports.store import open_store
+
+    bundle, store = load_bundle(config.bundle), open_store(config.out)
     refs: list[SceneRef] = []
     failed: list[SceneOutcome] = []
     for uri in config.scenes:
         try:
             refs.append(resolve_scene(uri))
         except SceneError as e:
-            failed.append(_record_failure(config, SceneRef(uri, "missing", _now()), str(e)))
-    return failed + detect_scenes(config, refs)
+            ref = SceneRef(uri, "missing", _now())
+            failed.append(_record_failure(config, bundle, store, ref, str(e)))
+    return failed + detect_scenes(config, refs, bundle)
 
 
-def detect_scenes(config: DetectConfig, scenes: Sequence[SceneRef]) -> list[SceneOutcome]:
+def detect_scenes(
+    config: DetectConfig, scenes: Sequence[SceneRef], bundle=None
+) -> list[SceneOutcome]:
     """Run detection over ``scenes``; write each scene's detections, then its ledger row.
 
-    A scene that cannot be read is a ``failed`` outcome, never an exception.
+    A scene that cannot be read is a ``failed`` outcome, never an exception. ``bundle``: the
+    loaded ``config.bundle``, if the caller has it already.
     """
     from models.bundle import load_bundle
 
-    bundle = load_bundle(config.bundle)
+    bundle = bundle or load_bundle(config.bundle)
     stride = (
         bundle.output_stride if config.mode == "fcn" else (config.stride or bundle.output_stride)
     )
@@ -133,7 +141,10 @@ class _Writer:
     """Plans scenes into region tasks, collects results, writes each scene when it completes."""
 
     def __init__(self, config: DetectConfig, bundle):
+        from reports.store import open_store
+
         self.config, self.bundle = config, bundle
+        self.store = open_store(config.out)
         self.outcomes: list[SceneOutcome] = []
         self.backend_label = config.backend
         self.megapixels = 0.0
@@ -158,7 +169,8 @@ class _Writer:
             try:
                 info, tasks = self._plan(index, ref)
             except SceneError as e:
-                self._done(_record_failure(self.config, ref, str(e), self.bundle), bar)
+                failure = _record_failure(self.config, self.bundle, self.store, ref, str(e))
+                self._done(failure, bar)
                 continue
             live[index] = _Scene(index, ref, info, len(tasks), time.perf_counter())
             bar.total += len(tasks)
@@ -200,15 +212,15 @@ class _Writer:
     def _write(self, scene: _Scene) -> SceneOutcome:
         from reports.geoparquet import detections_table
         from reports.ledger import write_scene_result
-        from reports.store import open_store
 
         results = sorted(scene.results, key=lambda r: r.region)
         errors = [r.error for r in results if r.error]
         seconds = time.perf_counter() - scene.started
         info = scene.info
         meta = _scene_meta(scene.ref, info)
-        store = open_store(self.config.out)
-        row = self._row(scene.ref, seconds, errors[0] if errors else None)
+        store = self.store
+        row = _attempt_row(self.config, self.bundle, errors[0] if errors else None, seconds,
+                           self.backend_label)  # fmt: skip
         if errors:
             write_scene_result(store, meta, None, row)
             return SceneOutcome(scene.ref.uri, "failed", errors[0], 0, _mp(info), seconds)
@@ -225,9 +237,6 @@ class _Writer:
             store.uri(written.detections) if written.detections else None,
         )  # fmt: skip
 
-    def _row(self, ref: SceneRef, seconds: float, error: str | None) -> dict:
-        return _attempt_row(self.config, self.bundle, error, seconds, self.backend_label)
-
     def _done(self, outcome: SceneOutcome, bar) -> None:
         self.outcomes.append(outcome)
         bar.write(_summary(outcome)) if self.config.progress else log.info(_summary(outcome))
@@ -241,27 +250,20 @@ def _attempt_row(config, bundle, error, seconds, backend) -> dict:
         "seconds": seconds,
         "mode": config.mode,
         "backend": backend,
-        "model_sha256": bundle.weights_sha256 if bundle else "unknown",
+        "model_sha256": bundle.weights_sha256,
         "run_id": config.run_id,
         "started_at": now - dt.timedelta(seconds=seconds),
         "finished_at": now,
     }
 
 
-def _record_failure(config: DetectConfig, ref: SceneRef, error: str, bundle=None) -> SceneOutcome:
+def _record_failure(config: DetectConfig, bundle, store, ref: SceneRef, error: str) -> SceneOutcome:
     """A scene that never reached the actors: its ledger row says why."""
     from reports.ledger import write_scene_result
     from reports.schema import SceneMeta
-    from reports.store import open_store
 
-    if bundle is None:
-        from models.bundle import load_bundle
-
-        bundle = load_bundle(config.bundle)
     row = _attempt_row(config, bundle, error, 0.0, config.backend)
-    write_scene_result(
-        open_store(config.out), SceneMeta(ref.uri, ref.version, modified=ref.modified), None, row
-    )
+    write_scene_result(store, SceneMeta(ref.uri, ref.version, modified=ref.modified), None, row)
     return SceneOutcome(ref.uri, "failed", error, 0, 0.0, 0.0)
 
 
