@@ -55,9 +55,12 @@ def run_demo(out: Path, scene_size: int, whales: int, epochs: int | None, worker
     click.echo(f"  reports:    {reports}")
     click.echo(f"  html:       {html.index}")
     click.echo(
-        '  try:        duckdb -c "SELECT scene_uri, count(*) AS whales, round(avg(score), 3) '
-        f"FROM read_parquet('{reports}/detections/**/*.parquet', hive_partitioning = true) "
-        'GROUP BY ALL"'
+        "  try it in DuckDB (in .venv: python -c 'import duckdb; duckdb.sql(\"…\").show()'):"
+    )
+    click.echo(
+        "    SELECT scene_uri, count(*) AS whales, round(avg(score), 3) AS mean_score "
+        f"FROM read_parquet('{reports.resolve()}/detections/**/*.parquet', "
+        "hive_partitioning = true) GROUP BY ALL"
     )
     return {"precision": match.precision, "recall": match.recall, "ap": match.average_precision}
 

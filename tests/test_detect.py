@@ -125,3 +125,25 @@ def test_config_names_the_bad_field():
         DetectConfig(bundle="b", out="o", threshold=1.5)
     with pytest.raises(ValueError, match="--scale"):
         DetectConfig(bundle="b", out="o", scale="gamma:2")
+
+
+def test_detections_are_geoparquet_on_the_scene(bundle, scene, tmp_path):
+    import duckdb
+    import geopandas as gpd
+    import rasterio
+    from rasterio.warp import transform_bounds
+
+    detect(bundle, [scene], tmp_path / "r")
+    files = sorted((tmp_path / "r" / "detections").rglob("*.parquet"))
+    gdf = gpd.read_parquet(files[0])
+    assert gdf.crs.is_geographic and len(gdf) > 0
+    with rasterio.open(scene) as ds:
+        west, south, east, north = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+    assert gdf["lon"].between(west, east).all() and gdf["lat"].between(south, north).all()
+    centroids = gdf.geometry.centroid
+    assert abs(centroids.x - gdf["lon"]).max() < 1e-6 and abs(centroids.y - gdf["lat"]).max() < 1e-6
+    glob = str(tmp_path / "r" / "detections" / "**" / "*.parquet")
+    ((n,),) = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true) WHERE dt IS NOT NULL"
+    ).fetchall()
+    assert n == len(gdf)
