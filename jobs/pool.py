@@ -79,13 +79,14 @@ class _RegionPool:
 
 
 def default_cpu_workers(cpus: int) -> int:
-    """On CPU nodes: one single-threaded actor per core, up to 8 (then threads per actor grow).
+    """On CPU nodes: one actor per 8 cores, each using its share of the cores.
 
-    Measured on 2 cores, 8192² scene, onnxruntime: 2 actors × 1 thread 6.95 MP/s vs 1 actor ×
-    2 threads 5.05 MP/s (bench/bench_detect.py). The cap bounds memory: each actor holds its
-    own model and libraries (~0.5 GB).
+    On 2 cores, 1 actor × 2 threads and 2 actors × 1 thread measured the same within this
+    machine's noise (median ratio 0.95 over five runs, bench/README.md), while every extra
+    actor holds its own model and libraries (+1.1 GiB for the process tree). Threads scale
+    less well past ~8 per process, hence more actors on bigger nodes.
     """
-    return max(1, min(cpus, 8))
+    return max(1, cpus // 8)
 
 
 class _RemoteDetector:
