@@ -353,7 +353,12 @@ def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold
         )  # fmt: skip
     except ValueError as e:
         raise click.UsageError(str(e)) from e
-    outcomes = run_detect(config)
+    from models.bundle import BundleError
+
+    try:
+        outcomes = run_detect(config)
+    except BundleError as e:
+        raise click.ClickException(str(e)) from e
     ok = sum(o.status == "ok" for o in outcomes)
     found = sum(o.detections for o in outcomes)
     click.echo(f"{ok}/{len(outcomes)} scene(s) ok, {found} whale face(s); reports in {out}")

@@ -147,3 +147,17 @@ def test_detections_are_geoparquet_on_the_scene(bundle, scene, tmp_path):
         f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true) WHERE dt IS NOT NULL"
     ).fetchall()
     assert n == len(gdf)
+
+
+def test_cli_names_a_wrong_bundle_and_runs_a_real_scene(bundle, scene, tmp_path):
+    from click.testing import CliRunner
+
+    from jobs.detect import detect as detect_cli
+
+    bad = CliRunner().invoke(detect_cli, [str(tmp_path / "nope"), str(scene), "--out", "r"])
+    assert bad.exit_code == 1 and "no such model bundle" in bad.output
+    args = [str(bundle), str(scene), "--out", str(tmp_path / "r"), "--workers", "0", "--quiet",
+            "--backend", "torch"]  # fmt: skip
+    ok = CliRunner().invoke(detect_cli, args)
+    assert ok.exit_code == 0, ok.output
+    assert "1/1 scene(s) ok" in ok.output
