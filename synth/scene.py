@@ -222,6 +222,52 @@ def _compression() -> dict:
         return {"compress": "deflate", "zlevel": 1}
 
 
+def _profile(spec: SceneSpec, plan: ScenePlan, compression: dict) -> dict:
+    """The GeoTIFF creation profile: tiled, compressed, georeferenced unless ``spec.crs`` is off."""
+    profile = {
+        "driver": "GTiff",
+        "width": spec.width,
+        "height": spec.height,
+        "count": spec.bands,
+        "dtype": spec.dtype,
+        "tiled": True,
+        "blockxsize": TILE_PX,
+        "blockysize": TILE_PX,
+        # band-interleaved tiles: GDAL builds the overviews of a pixel-interleaved file ~3x
+        # slower and rewrites base tiles doing it (4096² RGB: 0.56 s vs 0.19 s, 21 vs 17 MB)
+        "interleave": "band",
+        "photometric": "RGB",
+        "predictor": 2,
+        "bigtiff": "IF_SAFER",
+        "nodata": 0 if spec.nodata_border else None,
+        "crs": plan.crs,
+        "transform": plan.transform,
+        **compression,
+    }
+    if spec.bands == 4:
+        profile["alpha"] = "UNSPECIFIED"  # band 4 is NIR, not transparency
+    return profile
+
+
+def _describe(dst, spec: SceneSpec) -> None:
+    """Band names and colour interpretation, plus tags saying how the scene was made."""
+    dst.descriptions = _BAND_NAMES[: spec.bands]
+    if spec.bands == 4:
+        dst.colorinterp = [
+            ColorInterp.red,
+            ColorInterp.green,
+            ColorInterp.blue,
+            ColorInterp.undefined,
+        ]
+    dst.update_tags(
+        generator="whalescan.synth",
+        seed=str(spec.seed),
+        face_size_px=str(FACE_SIZE_PX),
+        gsd_m=str(GSD_M),
+        data_bits="12" if spec.dtype == "uint16" else "8",
+    )
+
+
 def write_scene(
     path: str | Path,
     width: int,
@@ -264,28 +310,6 @@ def write_scene(
     path.parent.mkdir(parents=True, exist_ok=True)
     plan = plan_scene(spec)
     compression = _compression()
-    profile = {
-        "driver": "GTiff",
-        "width": spec.width,
-        "height": spec.height,
-        "count": spec.bands,
-        "dtype": spec.dtype,
-        "tiled": True,
-        "blockxsize": TILE_PX,
-        "blockysize": TILE_PX,
-        # band-interleaved tiles: GDAL builds the overviews of a pixel-interleaved file ~3x
-        # slower and rewrites base tiles doing it (4096² RGB: 0.56 s vs 0.19 s, 21 vs 17 MB)
-        "interleave": "band",
-        "photometric": "RGB",
-        "predictor": 2,
-        "bigtiff": "IF_SAFER",
-        "nodata": 0 if spec.nodata_border else None,
-        "crs": plan.crs,
-        "transform": plan.transform,
-        **compression,
-    }
-    if spec.bands == 4:
-        profile["alpha"] = "UNSPECIFIED"  # band 4 is NIR, not transparency
     overview_options = {
         "COMPRESS_OVERVIEW": compression["compress"].upper(),
         "PREDICTOR_OVERVIEW": 2,
@@ -294,27 +318,13 @@ def write_scene(
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, **overview_options), warnings.catch_warnings():
         if not spec.crs:  # asked for: no CRS and no geotransform
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **profile) as dst:
+        with rasterio.open(path, "w", **_profile(spec, plan, compression)) as dst:
             _write_blocks(dst, plan)
             factors = overview_factors(spec.width, spec.height)
             if factors:
                 dst.build_overviews(factors, Resampling.average)
                 dst.update_tags(ns="rio_overview", resampling="average")
-            dst.descriptions = _BAND_NAMES[: spec.bands]
-            if spec.bands == 4:
-                dst.colorinterp = [
-                    ColorInterp.red,
-                    ColorInterp.green,
-                    ColorInterp.blue,
-                    ColorInterp.undefined,
-                ]
-            dst.update_tags(
-                generator="whalescan.synth",
-                seed=str(spec.seed),
-                face_size_px=str(FACE_SIZE_PX),
-                gsd_m=str(GSD_M),
-                data_bits="12" if spec.dtype == "uint16" else "8",
-            )
+            _describe(dst, spec)
     metadata = {
         "scene": path.name,
         "width": spec.width,
