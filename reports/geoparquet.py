@@ -88,9 +88,6 @@ def detections_table(
     def const(value: Any, type_: pa.DataType) -> pa.Array:
         return pa.repeat(pa.scalar(value, type=type_), n)
 
-    def nulls(type_: pa.DataType) -> pa.Array:
-        return pa.nulls(n, type=type_)
-
     columns: dict[str, pa.Array] = {
         "scene_uri": const(scene.uri, pa.string()),
         "scene_version": const(scene.version, pa.string()),
@@ -102,33 +99,7 @@ def detections_table(
         "px_xmax": pa.array(boxes[:, 2]),
         "px_ymax": pa.array(boxes[:, 3]),
     }
-    georeferenced = scene.crs is not None and scene.transform is not None
-    if georeferenced:
-        map_boxes = boxes_to_map(scene.transform, boxes)
-        ll = boxes_to_lonlat_polygons(scene.crs, scene.transform, boxes)
-        rings = np.stack([ll.corner_lon, ll.corner_lat], axis=-1)  # (N, 4, 2), closed by shapely
-        polygons = shapely.polygons(rings) if n else np.empty(0, dtype=object)
-        bounds = shapely.bounds(polygons) if n else np.zeros((0, 4))
-        columns |= {
-            "native_crs": const(crs_string(scene.crs), pa.string()),
-            "x_min": pa.array(map_boxes[:, 0]),
-            "y_min": pa.array(map_boxes[:, 1]),
-            "x_max": pa.array(map_boxes[:, 2]),
-            "y_max": pa.array(map_boxes[:, 3]),
-            "lon": pa.array(ll.lon),
-            "lat": pa.array(ll.lat),
-            "geometry": pa.array(shapely.to_wkb(polygons) if n else [], type=pa.binary()),
-            "bbox": pa.StructArray.from_arrays(
-                [pa.array(bounds[:, i]) for i in range(4)], names=["xmin", "ymin", "xmax", "ymax"]
-            ),
-        }
-    else:
-        log.warning(
-            "%s: scene has no CRS/transform; writing pixel boxes only "
-            "(native_crs, x/y, lon/lat, geometry and bbox are null)",
-            scene.uri,
-        )
-        columns |= {name: nulls(DETECTIONS_SCHEMA.field(name).type) for name in _GEO_COLUMNS}
+    columns |= _geo_columns(scene, boxes)
     columns |= {
         "mode": const(mode, pa.string()),
         "backend": const(backend, pa.string()),
@@ -139,6 +110,37 @@ def detections_table(
     return pa.Table.from_pydict(
         {f.name: columns[f.name] for f in DETECTIONS_SCHEMA}, schema=DETECTIONS_SCHEMA
     )
+
+
+def _geo_columns(scene: SceneMeta, boxes: np.ndarray) -> dict[str, pa.Array]:
+    """native_crs, x/y in the scene CRS, lon/lat, CRS84 WKB polygons and their bbox covering;
+    all null (with a warning naming the scene) when the scene has no CRS or transform."""
+    n = boxes.shape[0]
+    if scene.crs is None or scene.transform is None:
+        log.warning(
+            "%s: scene has no CRS/transform; writing pixel boxes only "
+            "(native_crs, x/y, lon/lat, geometry and bbox are null)",
+            scene.uri,
+        )
+        return {name: pa.nulls(n, type=DETECTIONS_SCHEMA.field(name).type) for name in _GEO_COLUMNS}
+    map_boxes = boxes_to_map(scene.transform, boxes)
+    ll = boxes_to_lonlat_polygons(scene.crs, scene.transform, boxes)
+    rings = np.stack([ll.corner_lon, ll.corner_lat], axis=-1)  # (N, 4, 2), closed by shapely
+    polygons = shapely.polygons(rings) if n else np.empty(0, dtype=object)
+    bounds = shapely.bounds(polygons) if n else np.zeros((0, 4))
+    return {
+        "native_crs": pa.repeat(pa.scalar(crs_string(scene.crs), type=pa.string()), n),
+        "x_min": pa.array(map_boxes[:, 0]),
+        "y_min": pa.array(map_boxes[:, 1]),
+        "x_max": pa.array(map_boxes[:, 2]),
+        "y_max": pa.array(map_boxes[:, 3]),
+        "lon": pa.array(ll.lon),
+        "lat": pa.array(ll.lat),
+        "geometry": pa.array(shapely.to_wkb(polygons) if n else [], type=pa.binary()),
+        "bbox": pa.StructArray.from_arrays(
+            [pa.array(bounds[:, i]) for i in range(4)], names=["xmin", "ymin", "xmax", "ymax"]
+        ),
+    }
 
 
 def geo_metadata(table: pa.Table) -> dict[str, Any]:
