@@ -48,7 +48,13 @@ def actor_pool(
             max_restarts=-1, max_task_retries=-1, max_concurrency=SLOTS_PER_ACTOR, **options
         )
         actors = [cls.remote(settings) for _ in range(n)]
-        log.info("%d detection actor(s), %s", n, options)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "%d detection actor(s), %s: %s",
+                n,
+                options,
+                ray.get([a.placement.remote() for a in actors]),
+            )
         # Held for the pool's lifetime; travels with each task (see _RemoteDetector).
         bundle_ref = ray.put(_bundle_tar(bundle_path))
         yield _RegionPool([a for a in actors for _ in range(SLOTS_PER_ACTOR)], bundle_ref)
@@ -63,6 +69,7 @@ class _RegionPool:
         from ray.util import ActorPool
 
         self.pool = ActorPool(actors)
+        self.actors = list(dict.fromkeys(actors))  # each actor once (the pool lists it per slot)
         self.bundle = [bundle_ref]  # in a list: Ray passes the reference, not the bytes
 
     def submit_region(self, task) -> None:
@@ -102,6 +109,13 @@ class _RemoteDetector:
         self.settings = settings
         self.detector: RegionDetector | None = None
         self.lock = threading.Lock()
+
+    def placement(self) -> dict:
+        """Where this actor runs: node, process and the GPUs Ray assigned it (CUDA_VISIBLE_DEVICES)."""
+        import ray
+
+        ctx = ray.get_runtime_context()
+        return {"node": ctx.get_node_id(), "pid": os.getpid(), "gpus": ray.get_gpu_ids()}
 
     def detect(self, bundle: list, task):
         with self.lock:
