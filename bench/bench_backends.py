@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.common import machine
 
 RESULTS = Path(__file__).parent / "results" / "backends.json"
 
@@ -120,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     report: dict = {
         "machine": {
-            "cpu": _cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
-            "python": platform.python_version(), "torch": torch.__version__,
+            **machine(), "threads": args.threads, "torch": torch.__version__,
             "loadavg_before": load_before,
         },
         "bundle": {"arch": bundle.arch, "input_size": bundle.input_size,
@@ -193,16 +193,6 @@ def _print(report: dict) -> None:
         print(f"{r['variant']:<18} {r['precision']:<5} {r['tile']:>5} {r['mp_per_s']:>7.2f} "
               f"{r['ms_per_tile']:>8.1f} {ratio:>7} {r['max_abs']:>9.2e} {r['peaks_ref']:>6} "
               f"{r['missing']:>5} {r['extra']:>5}")  # fmt: skip
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

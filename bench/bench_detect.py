@@ -51,17 +51,12 @@ def _detect(bundle, scene, out, **kw) -> float:
 
 
 def _tasks(detector, scene: Path, side: int, region: int, stride: int):
-    from jobs.worker import RegionTask, peak_radius
+    from jobs.worker import RegionTask, scene_regions
     from tiling.bands import Scaling
-    from tiling.grid import plan_regions, required_halo
 
-    b = detector.bundle
-    halo = required_halo(b.input_size, stride, b.box_size_px, peak_radius(b.box_size_px, stride))
     identity = Scaling((0.0,) * 3, (1.0,) * 3)
-    return [
-        RegionTask(0, str(scene), r, side, side, (1, 2, 3), identity)
-        for r in plan_regions(side, side, region, halo, stride)
-    ]
+    regions = scene_regions(detector.bundle, stride, side, side, region)
+    return [RegionTask(0, str(scene), r, (1, 2, 3), identity) for r in regions]
 
 
 def _score_all(detector, pixels) -> float:

@@ -19,10 +19,9 @@ import click
 import numpy as np
 
 from jobs.options import address_option, verbose_option
-from jobs.worker import DetectorSettings, RegionResult, RegionTask, peak_radius
+from jobs.worker import DetectorSettings, RegionResult, RegionTask, scene_regions
 from tiling.bands import parse_scale, resolve_scaling, select_bands
-from tiling.grid import plan_regions, required_halo
-from tiling.scene import SceneError, SceneRef, describe, open_scene, resolve_scene
+from tiling.scene import SceneError, SceneInfo, SceneRef, describe, open_scene, resolve_scene
 
 log = logging.getLogger(__name__)
 MODES = ("fcn", "sliding")
@@ -83,7 +82,7 @@ class _Scene:
 
     index: int
     ref: SceneRef
-    info: object
+    info: SceneInfo
     regions: int
     started: float
     results: list[RegionResult] = field(default_factory=list)
@@ -132,7 +131,7 @@ def detect_scenes(
         mode=config.mode, stride=stride, threshold=config.threshold,
         batch_size=config.batch_size, backend=config.backend,
     )  # fmt: skip
-    writer = _Writer(config, bundle)
+    writer = _Writer(config, bundle, stride)
     with _pool(config, str(bundle.path), settings) as pool:
         return writer.run(pool, scenes)
 
@@ -140,10 +139,10 @@ def detect_scenes(
 class _Writer:
     """Plans scenes into region tasks, collects results, writes each scene when it completes."""
 
-    def __init__(self, config: DetectConfig, bundle):
+    def __init__(self, config: DetectConfig, bundle, stride: int):
         from reports.store import open_store
 
-        self.config, self.bundle = config, bundle
+        self.config, self.bundle, self.stride = config, bundle, stride
         self.store = open_store(config.out)
         self.outcomes: list[SceneOutcome] = []
         self.backend_label = config.backend
@@ -188,13 +187,9 @@ class _Writer:
                 )
             bands = select_bands(ds, ref.uri, cfg.bands)
             scaling = resolve_scaling(ds, bands, cfg.scale)
-        stride = b.output_stride if cfg.mode == "fcn" else (cfg.stride or b.output_stride)
-        halo = required_halo(
-            b.input_size, stride, b.box_size_px, peak_radius(b.box_size_px, stride)
-        )
-        regions = plan_regions(info.width, info.height, cfg.region_size, halo, stride)
+        regions = scene_regions(b, self.stride, info.width, info.height, cfg.region_size)
         return info, [
-            RegionTask(index, ref.uri, r, info.width, info.height, bands, scaling) for r in regions
+            RegionTask(index, ref.uri, r, bands, scaling) for r in regions
         ]
 
     def _collect(self, result: RegionResult, live: dict[int, _Scene], bar) -> None:

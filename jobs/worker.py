@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tiling.bands import Scaling
-from tiling.grid import Region, in_window
+from tiling.grid import Region, in_window, plan_regions, required_halo
 from tiling.heatmap import CellGrid, heatmap_to_boxes
 from tiling.nms import nms
 from tiling.read import read_window
@@ -40,8 +40,6 @@ class RegionTask:
     scene: int  # index of the scene in the run
     uri: str
     region: Region
-    scene_width: int
-    scene_height: int
     bands: tuple[int, ...]
     scaling: Scaling
 
@@ -153,6 +151,14 @@ class RegionDetector:
                 cache.popitem(last=False)[1].close()
         cache.move_to_end(uri)
         return cache[uri]
+
+
+def scene_regions(bundle, stride: int, width: int, height: int, region_size: int) -> list[Region]:
+    """A scene's regions: cores of ``region_size`` px, with the halo that keeps tiling invisible
+    for this bundle's window and box size at heatmap ``stride``."""
+    radius = peak_radius(bundle.box_size_px, stride)
+    halo = required_halo(bundle.input_size, stride, bundle.box_size_px, radius)
+    return plan_regions(width, height, region_size, halo, stride)
 
 
 def peak_radius(box_size: float, stride: int) -> int:

@@ -31,15 +31,11 @@ class Classifier(nn.Module):
         """(N, 3, input_size, input_size) normalised float → (N, num_classes) logits."""
         return self.head(self.features(x))
 
-    def _finish(self, input_size: int, output_stride: int | None = None) -> None:
+    def _finish(self, input_size: int, feature_size: int, output_stride: int | None = None) -> None:
         self.input_size = input_size
         self.receptive_field = input_size
+        self.feature_size = feature_size
         self.output_stride = output_stride or _stride(self.features)
-        with torch.no_grad():
-            side = self.features(torch.zeros(1, 3, input_size, input_size)).shape[-1]
-        if side < 1:
-            raise ValueError(f"{type(self).__name__}: input_size {input_size} is too small")
-        self.feature_size = int(side)
 
 
 def _stride(stack: nn.Module) -> int:
@@ -52,11 +48,15 @@ def _stride(stack: nn.Module) -> int:
 
 
 def _features_side(stack: nn.Sequential, input_size: int) -> int:
+    """Side of ``stack``'s output map for one chip (a dry run on zeros)."""
     with torch.no_grad():
         try:
-            return int(stack(torch.zeros(1, 3, input_size, input_size)).shape[-1])
+            side = int(stack(torch.zeros(1, 3, input_size, input_size)).shape[-1])
         except RuntimeError as e:
             raise ValueError(f"input_size {input_size} is too small for this network") from e
+    if side < 1:
+        raise ValueError(f"input_size {input_size} is too small for this network")
+    return side
 
 
 class WhaleNet(Classifier):
@@ -89,7 +89,7 @@ class WhaleNet(Classifier):
             nn.Dropout(0.2),
             nn.Linear(4 * w, num_classes),
         )
-        self._finish(input_size)
+        self._finish(input_size, k)
 
 
 class AlexNetish(Classifier):
@@ -127,7 +127,7 @@ class AlexNetish(Classifier):
             nn.ReLU(inplace=True),
             nn.Linear(8 * w, num_classes),
         )
-        self._finish(input_size)
+        self._finish(input_size, k)
 
 
 class ResNet18(Classifier):
@@ -142,7 +142,8 @@ class ResNet18(Classifier):
             r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3, r.layer4
         )
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), r.fc)
-        self._finish(input_size, output_stride=32)  # stem 4 × three stride-2 stages
+        k = _features_side(self.features, input_size)
+        self._finish(input_size, k, output_stride=32)  # stem 4 × three stride-2 stages
 
 
 ARCHS: dict[str, type[Classifier]] = {

@@ -7,6 +7,8 @@ import socket
 
 import pytest
 
+from tests.helpers import S3_SECRET
+
 # Tests that don't test auth run Ray without token authentication (DESIGN.md field notes).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -49,7 +51,7 @@ def s3_server():
     os.environ.update(
         AWS_ENDPOINT_URL=endpoint,
         AWS_ACCESS_KEY_ID="testing-key-id",
-        AWS_SECRET_ACCESS_KEY="testing-SECRET-do-not-log",
+        AWS_SECRET_ACCESS_KEY=S3_SECRET,
         AWS_REGION="us-east-1",
         AWS_DEFAULT_REGION="us-east-1",
     )
@@ -69,6 +71,18 @@ _AWS_ENV = (
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
 )
+
+
+@pytest.fixture
+def bucket(s3_server) -> str:
+    """A fresh, uniquely named bucket on the S3 server."""
+    import uuid
+
+    from tiling.s3 import s3_client
+
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    s3_client().create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture(scope="session")

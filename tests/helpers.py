@@ -10,6 +10,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 UTM19N = "EPSG:32619"
+S3_SECRET = "testing-SECRET-do-not-log"  # the secret key the s3_server fixture sets
 ORIGIN = from_origin(400000.0, 4640000.0, 0.1, 0.1)
 
 

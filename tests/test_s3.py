@@ -14,6 +14,7 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 from werkzeug.serving import make_server
 
+from tests.helpers import S3_SECRET
 from tiling.s3 import (
     RASTER_SUFFIXES,
     fetch_to_temp,
@@ -22,8 +23,6 @@ from tiling.s3 import (
     s3_client,
     to_gdal_path,
 )
-
-SECRET = "testing-SECRET-do-not-log"  # what tests/conftest.py's s3_server sets
 
 
 def geotiff_bytes(array: np.ndarray, block: int = 64) -> bytes:
@@ -43,13 +42,6 @@ def pattern(height: int, width: int, bands: int = 3) -> np.ndarray:
     """Pixel (band b, row r, col c) = (r * 7 + c * 3 + b * 50) % 256, so any pixel is checkable."""
     b, r, c = np.indices((bands, height, width))
     return ((r * 7 + c * 3 + b * 50) % 256).astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def bucket(s3_server) -> str:
-    name = f"scenes-{uuid.uuid4().hex[:8]}"
-    s3_client().create_bucket(Bucket=name)
-    return name
 
 
 class RecordingServer:
@@ -234,6 +226,6 @@ def test_secret_never_printed_or_logged(s3_server, bucket, caplog, capfd):
         with fetch_to_temp(f"s3://{bucket}/drops/s.tif"):
             pass
     out, err = capfd.readouterr()
-    assert SECRET not in repr(opts)
-    assert SECRET not in out + err
-    assert caplog.records and not [r for r in caplog.records if SECRET in r.getMessage()]
+    assert S3_SECRET not in repr(opts)
+    assert S3_SECRET not in out + err
+    assert caplog.records and not [r for r in caplog.records if S3_SECRET in r.getMessage()]

@@ -11,7 +11,6 @@ import signal
 import tarfile
 import threading
 import time
-import uuid
 
 import pyarrow.parquet as pq
 import pytest
@@ -24,10 +23,8 @@ from jobs.scan import ScanConfig, parse_interval, plan_scan, scan
 from reports.ledger import read_scenes, write_scene_result
 from reports.schema import SceneMeta
 from reports.store import open_store
-from tests.helpers import noise_scene, untrained_bundle
+from tests.helpers import S3_SECRET, noise_scene, untrained_bundle
 from tiling.s3 import head_ref, s3_client
-
-SECRET = "testing-SECRET-do-not-log"  # what tests/conftest.py's s3_server sets
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +37,6 @@ def model_sha(bundle) -> str:
     from models.bundle import load_bundle
 
     return load_bundle(bundle).weights_sha256
-
-
-@pytest.fixture
-def bucket(s3_server) -> str:
-    name = f"drops-{uuid.uuid4().hex[:10]}"
-    s3_client().create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture(scope="module")
@@ -205,8 +195,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(s3_server, bucket, bundle, c
     assert "to detect: 2 (2 new" in result.output and "dry run" in result.output
     after = sorted(o["Key"] for o in s3_client().list_objects_v2(Bucket=bucket)["Contents"])
     assert after == before  # no reports/ objects
-    assert SECRET not in result.output
-    assert not [r for r in caplog.records if SECRET in r.getMessage()]
+    assert S3_SECRET not in result.output
+    assert not [r for r in caplog.records if S3_SECRET in r.getMessage()]
 
 
 def test_dry_run_with_a_bundle_in_s3(s3_server, bucket, bundle, model_sha, tmp_path):
@@ -245,7 +235,7 @@ def test_unreachable_bucket_exits_1_with_a_reason(s3_server, bundle, tmp_path):
         scan, ["s3://no-such-bucket-here/p", "--bundle", bundle, "--reports", str(tmp_path)]
     )
     assert result.exit_code == 1
-    assert "NoSuchBucket" in result.output and SECRET not in result.output
+    assert "NoSuchBucket" in result.output and S3_SECRET not in result.output
 
 
 # --- transient errors: a real server that answers 503 or goes away mid-listing --------------
@@ -439,7 +429,7 @@ def test_bad_objects_become_failed_rows_and_are_not_retried(
     assert len(read_scenes(open_store(reports))) == 3  # rewritten in place, not added
 
     out, err = capfd.readouterr()
-    assert SECRET not in first.output + again.output + retried.output + out + err
+    assert S3_SECRET not in first.output + again.output + retried.output + out + err
 
 
 def _detections(store) -> list[dict]:
@@ -535,5 +525,5 @@ def test_scan_end_to_end_on_ray(
     ids = [r["detection_id"] for r in final]
     assert len(ids) == len(set(ids))
     captured = capfd.readouterr()
-    assert SECRET not in "".join(outputs) + captured.out + captured.err
-    assert not [r for r in caplog.records if SECRET in r.getMessage()]
+    assert S3_SECRET not in "".join(outputs) + captured.out + captured.err
+    assert not [r for r in caplog.records if S3_SECRET in r.getMessage()]
