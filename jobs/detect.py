@@ -188,9 +188,7 @@ class _Writer:
             bands = select_bands(ds, ref.uri, cfg.bands)
             scaling = resolve_scaling(ds, bands, cfg.scale)
         regions = scene_regions(b, self.stride, info.width, info.height, cfg.region_size)
-        return info, [
-            RegionTask(index, ref.uri, r, bands, scaling) for r in regions
-        ]
+        return info, [RegionTask(index, ref.uri, r, bands, scaling) for r in regions]
 
     def _collect(self, result: RegionResult, live: dict[int, _Scene], bar) -> None:
         scene = live[result.scene]
