@@ -8,6 +8,7 @@ are restarted by Ray if their process dies and their regions rerun, so output eq
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import secrets
@@ -24,7 +25,7 @@ from tiling.bands import parse_scale, resolve_scaling, select_bands
 from tiling.scene import SceneError, SceneInfo, SceneRef, describe, open_scene, resolve_scene
 
 log = logging.getLogger(__name__)
-MODES = ("fcn", "sliding")
+MODES = ("fcn", "sliding", "boxes")  # boxes: the approach-3 detector (bundle kind "detector")
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,11 @@ class DetectConfig:
     bundle: str
     out: str
     scenes: tuple[str, ...] = ()
-    mode: str = "fcn"
+    mode: str | None = None  # None: from the bundle (boxes for a detector, else fcn)
     stride: int | None = None  # sliding-window stride; fcn always uses the bundle's output stride
     region_size: int = 2048
     batch_size: int = 64
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the bundle's tuned threshold, else 0.5
     bands: tuple[int, ...] | None = None
     scale: str = "auto"
     backend: str = "auto"
@@ -48,11 +49,11 @@ class DetectConfig:
     progress: bool = True
 
     def __post_init__(self):
-        if self.mode not in MODES:
+        if self.mode is not None and self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r}: expected one of {MODES}")
         if self.region_size < 64:
             raise ValueError(f"region_size {self.region_size}: must be ≥ 64 px")
-        if not 0.0 < self.threshold < 1.0:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold {self.threshold}: must be in (0, 1)")
         if self.stride is not None and self.stride < 1:
             raise ValueError(f"stride {self.stride}: must be ≥ 1")
@@ -98,6 +99,7 @@ def run_detect(config: DetectConfig) -> list[SceneOutcome]:
     from reports.store import open_store
 
     bundle, store = load_bundle(config.bundle), open_store(config.out)
+    config = for_bundle(config, bundle)
     refs: list[SceneRef] = []
     failed: list[SceneOutcome] = []
     for uri in config.scenes:
@@ -120,12 +122,12 @@ def detect_scenes(
     from models.bundle import load_bundle
 
     bundle = bundle or load_bundle(config.bundle)
-    stride = (
-        bundle.output_stride if config.mode == "fcn" else (config.stride or bundle.output_stride)
-    )
-    if config.mode == "fcn" and config.stride not in (None, stride):
+    config = for_bundle(config, bundle)
+    fixed = config.mode in ("fcn", "boxes")  # one pass of the network: its own stride
+    stride = bundle.output_stride if fixed else (config.stride or bundle.output_stride)
+    if fixed and config.stride not in (None, stride):
         raise ValueError(
-            f"--stride {config.stride}: fcn mode scores at the bundle's stride {stride}"
+            f"--stride {config.stride}: {config.mode} mode scores at the bundle's stride {stride}"
         )
     settings = DetectorSettings(
         mode=config.mode, stride=stride, threshold=config.threshold,
@@ -270,6 +272,29 @@ def _scene_meta(ref: SceneRef, info):
     )  # fmt: skip
 
 
+def for_bundle(config: DetectConfig, bundle) -> DetectConfig:
+    """``config`` with mode and threshold resolved for ``bundle`` (see :func:`resolve_mode`)."""
+    return dataclasses.replace(
+        config,
+        mode=resolve_mode(config.mode, bundle),
+        threshold=config.threshold or float(bundle.metrics.get("threshold", 0.5)),
+    )
+
+
+def resolve_mode(mode: str | None, bundle) -> str:
+    """The detection mode for ``bundle``: ``mode`` if it fits the bundle's kind, else BundleError."""
+    from models.bundle import BundleError
+
+    if mode is None:
+        return "boxes" if bundle.kind == "detector" else "fcn"
+    if (mode == "boxes") != (bundle.kind == "detector"):
+        wants = "boxes" if bundle.kind == "detector" else "fcn or sliding"
+        raise BundleError(
+            f"{str(bundle.path)!r}: a {bundle.kind} bundle runs in mode {wants}, not {mode!r}"
+        )
+    return mode
+
+
 def _pool(config: DetectConfig, bundle_path: str, settings: DetectorSettings):
     from jobs.pool import actor_pool, inline_pool
 
@@ -314,7 +339,8 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.argument("bundle", type=click.Path())
 @click.argument("scenes", nargs=-1, required=True)
 @click.option("--out", required=True, help="Reports root: a directory or s3://bucket/prefix.")
-@click.option("--mode", type=click.Choice(MODES), default="fcn", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default=None,
+              help="Default: from the bundle (boxes for a detector bundle, else fcn).")  # fmt: skip
 @click.option("--stride", type=int, default=None, help="Sliding-window stride in px.")
 @click.option(
     "--region-size", type=int, default=2048, show_default=True, help="Core px per region."
@@ -322,7 +348,8 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.option(
     "--batch-size", type=int, default=64, show_default=True, help="Windows per batch (sliding)."
 )
-@click.option("--threshold", type=float, default=0.5, show_default=True)
+@click.option("--threshold", type=float, default=None,
+              help="Score threshold; default the bundle's tuned one, else 0.5.")  # fmt: skip
 @click.option(
     "--bands", callback=_parse_bands, default=None, help="R,G,B band numbers, e.g. 3,2,1."
 )

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.train import TrainError, _check, RunPaths, check_run, fit_run
+from jobs.train import RunPaths, TrainError, _check, check_run, fit_run
 
 log = logging.getLogger(__name__)
 CLASS = "whale_face"

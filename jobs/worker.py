@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tiling.bands import Scaling
+from tiling.centers import anchor_valid, centres_halo, owned_centre_boxes
 from tiling.grid import Region, in_window, plan_regions, required_halo
 from tiling.heatmap import CellGrid, heatmap_to_boxes
 from tiling.nms import nms
@@ -25,7 +26,8 @@ from tiling.scene import SceneError, open_scene, scene_env
 class DetectorSettings:
     """How regions are scored and turned into boxes (shared by every actor of a run)."""
 
-    mode: str = "fcn"  # "fcn": one pass of the FCN; "sliding": the classifier over windows
+    mode: str = "fcn"  # "fcn": one pass of the FCN; "sliding": the classifier over windows;
+    # "boxes": one pass of the approach-3 box detector (tiling.centers decodes its 5 channels)
     stride: int = 8  # heatmap stride in px (the bundle's output stride for fcn)
     threshold: float = 0.5
     nms_iou: float = 0.3
@@ -97,8 +99,9 @@ class RegionDetector:
         return RegionResult(task.scene, task.region.index, boxes, scores, mp, None, label)
 
     def heatmap(self, pixels: np.ndarray) -> np.ndarray:
-        """(3, h, w) 0..255 → (rows, cols) probabilities on the stride grid of the read window."""
-        if self.settings.mode == "fcn":
+        """(3, h, w) 0..255 → (rows, cols) probabilities on the stride grid of the read window
+        ((5, rows, cols) ``[p, dx, dy, w, h]`` in boxes mode)."""
+        if self.settings.mode in ("fcn", "boxes"):
             return self.backend(pixels[None])[0]
         return self._sliding(pixels)
 
@@ -106,6 +109,12 @@ class RegionDetector:
         """Heatmap of the read window → NMS'd boxes whose centres lie in the region's core."""
         read, s = task.region.read, self.settings.stride
         grid = CellGrid(int(read.col_off), int(read.row_off), s, self.window)
+        if self.settings.mode == "boxes":
+            return owned_centre_boxes(
+                heat, grid, task.region.core, anchor_valid(valid, heat.shape[1:], s, self.window),
+                self.settings.threshold, self.bundle.max_box_px or 2 * self.box_size,
+                self.settings.nms_iou,
+            )  # fmt: skip
         heat = np.where(_cell_valid(valid, heat.shape, s, self.window), heat, 0.0)
         boxes, scores = heatmap_to_boxes(
             heat, grid, self.settings.threshold, self.box_size, self.radius
@@ -156,6 +165,11 @@ class RegionDetector:
 def scene_regions(bundle, stride: int, width: int, height: int, region_size: int) -> list[Region]:
     """A scene's regions: cores of ``region_size`` px, with the halo that keeps tiling invisible
     for this bundle's window and box size at heatmap ``stride``."""
+    if bundle.kind == "detector":
+        halo = centres_halo(
+            bundle.receptive_field, stride, bundle.max_box_px or 2 * bundle.box_size_px
+        )
+        return plan_regions(width, height, region_size, halo, stride)
     radius = peak_radius(bundle.box_size_px, stride)
     halo = required_halo(bundle.input_size, stride, bundle.box_size_px, radius)
     return plan_regions(width, height, region_size, halo, stride)
