@@ -33,10 +33,11 @@ def untrained_bundle(path: Path, seed: int = 0, input_size: int = 64) -> Path:
 
 
 def untrained_detector_bundle(
-    path: Path, seed: int = 0, width: int = 6, heat_bias: float = 0.0
+    path: Path, seed: int = 0, width: int = 6, heat_bias: float = 0.0, heat_gain: float = 1.0
 ) -> Path:
     """An approach-3 detector bundle with seeded random weights; ``heat_bias`` raises the
-    heatmap logits so random weights peak often (plenty of boxes for tiling tests)."""
+    heatmap logits so random weights peak often (plenty of boxes for tiling tests) and
+    ``heat_gain`` scales them so the peaks stand out from their neighbours."""
     import torch
 
     from models.bundle import save_bundle
@@ -46,6 +47,8 @@ def untrained_detector_bundle(
     model = build_detector(width=width)
     with torch.no_grad():
         model.head[-1].bias[0] = heat_bias
+        model.head[-1].weight[0] *= heat_gain
+        model.head[-1].weight[0] *= heat_gain
     save_bundle(
         path, model, kind="detector", arch="centrenet", arch_args={"width": width},
         input_size=model.receptive_field, mean=[0.3] * 3, std=[0.2] * 3, classes=["whale_face"],

@@ -118,12 +118,15 @@ def bind_and_execute(
     return result
 
 
-def expected_output_shape(shape: tuple[int, ...], bundle: Bundle) -> tuple[int, int, int]:
-    """(N, H', W') of the heatmap for an (N, 3, H, W) input (exact for unpadded nets)."""
+def expected_output_shape(shape: tuple[int, ...], bundle: Bundle) -> tuple[int, ...]:
+    """(N, H', W') of the heatmap for an (N, 3, H, W) input (exact for unpadded nets);
+    (N, 5, H', W') for a box detector (its ``input_size`` is its receptive field)."""
     n, _, h, w = shape
     cells = functools.partial(
         heatmap_cells, input_size=bundle.input_size, stride=bundle.output_stride
     )
+    if bundle.kind == "detector":
+        return (n, 5, cells(h), cells(w))
     return (n, cells(h), cells(w))
 
 
