@@ -36,10 +36,10 @@ class DetectorTrainConfig(RunPaths):
 
     labels: Path
     out: Path
-    epochs: int = 24
+    epochs: int = 12
     workers: int = 2
     batch_size: int = 16
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     crop: int = 263
     crops_per_epoch: int = 256
@@ -221,6 +221,32 @@ def _channel_stats(images) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
+def tune_threshold(model, loop, images, boxes) -> tuple[float, float | None]:
+    """The score threshold with the best centre-F1 on the held-out scenes (0.3 without any)."""
+    from models.detector import BoxOutputs
+    from models.detector_loop import scene_metrics
+    from models.scene_predict import predict_scene
+    from models.scorer import Normalize
+
+    if not images:
+        return 0.3, None
+    norm, outputs = Normalize(loop.mean, loop.std), BoxOutputs(model.output_stride, model.size_ref)
+    found = [
+        predict_scene(model, norm, outputs, img, receptive_field=model.receptive_field,
+                      threshold=0.05, max_box_px=loop.max_box_px)
+        for img in images
+    ]  # fmt: skip
+    best = (0.3, -1.0)
+    for t in np.arange(0.1, 0.75, 0.05):
+        f1 = float(np.mean([
+            scene_metrics(b, s, truth, t, loop.match_radius)["val_f1"]
+            for (b, s), truth in zip(found, boxes, strict=True)
+        ]))  # fmt: skip
+        if f1 > best[1] + 1e-9:
+            best = (round(float(t), 2), f1)
+    return best
+
+
 def write_detector_bundle(config: DetectorTrainConfig, data: LabelledScenes, split: int, loop,
                           checkpoint, seconds: float):  # fmt: skip
     """The last checkpoint's weights + everything detection needs, as a ``kind: detector`` bundle."""
@@ -237,10 +263,12 @@ def write_detector_bundle(config: DetectorTrainConfig, data: LabelledScenes, spl
         history = json.loads((Path(d) / STATE).read_text())["history"]
     model = build_detector_model(loop)
     model.load_state_dict(weights)
+    threshold, f1 = tune_threshold(model, loop, data.images[split:], data.boxes[split:])
     last = history[-1]
     trained = sum(h["train_seconds"] for h in history)
     metrics = {
         **{k: last[k] for k in ("val_ap", "val_f1", "val_ap50", "train_loss") if k in last},
+        "threshold": threshold, "val_f1_at_threshold": f1,
         "epochs": len(history), "workers": config.workers, "train_seconds": round(seconds, 3),
         "samples_per_s": sum(h["train_samples"] for h in history) / trained if trained else 0.0,
         "train_scenes": list(data.uris[:split]), "val_scenes": list(data.uris[split:]),

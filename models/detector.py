@@ -79,15 +79,27 @@ class CentreNet(nn.Module):
             layers += [nn.Conv2d(c, c, 3, dilation=d), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Conv2d(c, c, 1), nn.ReLU(inplace=True), nn.Conv2d(c, 5, 1))
-        with torch.no_grad():
-            self.head[-1].bias.zero_()
-            self.head[-1].bias[0] = HEAT_BIAS
+        _init(self)
         self.receptive_field, self.output_stride = conv_geometry(self)
         self.input_size = self.receptive_field  # the smallest input that gives one cell
         self.size_ref = float(size_ref)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+
+def _init(net: CentreNet) -> None:
+    """He-normal convolutions (no normalisation layers: PyTorch's default init shrinks the signal
+    over nine layers until the output is constant), a small-std last layer as CenterNet's heads,
+    and the heatmap bias at :data:`HEAT_BIAS`."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    last = net.head[-1]
+    nn.init.normal_(last.weight, std=0.01)
+    with torch.no_grad():
+        last.bias[0] = HEAT_BIAS
 
 
 class BoxOutputs(nn.Module):
