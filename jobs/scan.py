@@ -26,8 +26,9 @@ import click
 
 from jobs.detect import MODES
 from jobs.options import address_option, verbose_option
-from tiling.s3 import RASTER_SUFFIXES, object_ref, parse_s3_uri, s3_client
-from tiling.scene import SceneError, SceneRef, resolve_scene
+from storage.s3 import list_objects
+from storage.uri import S3Uri, is_s3
+from tiling.scene import RASTER_SUFFIXES, SceneError, SceneRef, resolve_scene
 
 __all__ = [
     "DEFAULT_SUFFIXES",
@@ -114,10 +115,10 @@ class ScanConfig:
         set_ = object.__setattr__  # frozen: normalise once, here
         if not isinstance(self.source, str) or not self.source:
             raise ValueError(f"source={self.source!r}: expected s3://bucket/prefix or a directory")
-        if self.source.startswith("s3://"):
-            bucket, prefix = parse_s3_uri(self.source)
-            prefix = prefix.strip("/")
-            set_(self, "source", f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/")
+        if is_s3(self.source):
+            source = S3Uri.parse(self.source)
+            prefix = source.key.strip("/")
+            set_(self, "source", str(source.child(f"{prefix}/" if prefix else "")))
         elif "://" in self.source:
             raise ValueError(f"source={self.source!r}: expected s3://bucket/prefix or a directory")
         else:
@@ -129,9 +130,9 @@ class ScanConfig:
             set_(self, "bundle", os.fspath(self.bundle))
         if not isinstance(self.bundle, str) or not self.bundle:
             raise ValueError(f"bundle={self.bundle!r}: expected a directory, .tar or s3://…")
-        if self.bundle.startswith("s3://"):
+        if is_s3(self.bundle):
             try:  # the object itself is fetched and validated by load_bundle
-                _, key = parse_s3_uri(self.bundle)
+                key = S3Uri.parse(self.bundle).key
             except ValueError as e:
                 raise ValueError(f"bundle={e}") from None
             if not key or key.endswith("/"):
@@ -156,7 +157,7 @@ class ScanConfig:
 
     @property
     def is_s3(self) -> bool:
-        return self.source.startswith("s3://")
+        return is_s3(self.source)
 
 
 @dataclass(frozen=True)
@@ -227,22 +228,15 @@ class ScanSummary:
 
 
 def _list_s3(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
-    bucket, prefix = parse_s3_uri(config.source)
-    paginator = s3_client().get_paginator("list_objects_v2")
     refs, uris, ignored = [], set(), 0
-    pages = paginator.paginate(
-        Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE}
-    )
-    for page in pages:
-        for obj in page.get("Contents", ()):
-            key = obj["Key"]
-            if key.endswith("/"):  # a "folder" marker
-                continue
-            uris.add(f"s3://{bucket}/{key}")
-            if key.lower().endswith(config.suffixes):
-                refs.append(object_ref(bucket, key, obj["ETag"], obj["LastModified"]))
-            else:
-                ignored += 1
+    for obj in list_objects(S3Uri.parse(config.source), page_size=LIST_PAGE_SIZE):
+        if obj.uri.key.endswith("/"):  # a "folder" marker
+            continue
+        uris.add(str(obj.uri))
+        if obj.uri.key.lower().endswith(config.suffixes):
+            refs.append(SceneRef.from_head(obj))
+        else:
+            ignored += 1
     return refs, uris, ignored
 
 

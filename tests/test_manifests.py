@@ -703,7 +703,7 @@ def _parsed_recipes(*modules: str) -> list[tuple[str, str, dict]]:
 def test_detection_recipes_take_the_bundle_from_s3() -> None:
     """The detect and scan recipes name the model bundle as one `s3://bucket/key.tar`, which
     the driver fetches itself (no working_dir needed), and the guide shows how to upload it."""
-    from tiling.s3 import parse_s3_uri
+    from storage.uri import S3Uri
 
     parsed = _parsed_recipes("detect", "scan")
     assert {module for _, module, _ in parsed} == {"detect", "scan"}, parsed
@@ -711,7 +711,7 @@ def test_detection_recipes_take_the_bundle_from_s3() -> None:
     bundles = set()
     for where, module, params in parsed:
         bundle = str(params["bundle"])
-        bucket, key = parse_s3_uri(bundle)
+        key = S3Uri.parse(bundle).key
         assert key.endswith(".tar"), f"{where}: jobs.{module} bundle {bundle} is not an s3:// .tar"
         bundles.add(bundle)
         if module == "scan":  # the scan's own checks, which run before anything is fetched

@@ -23,8 +23,9 @@ from jobs.scan import ScanConfig, parse_interval, plan_scan, scan
 from reports.ledger import read_scenes, write_scene_result
 from reports.schema import SceneMeta
 from reports.store import open_store
+from storage.s3 import s3_client
 from tests.helpers import S3_SECRET, noise_scene, untrained_bundle
-from tiling.s3 import head_ref, s3_client
+from tiling.scene import resolve_scene
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def record(reports, uri, model_sha, status="ok", mode="fcn", version=None):
     from reports.schema import DETECTIONS_SCHEMA
 
     if version is None:
-        ref = head_ref(uri)
+        ref = resolve_scene(uri)
         version, modified = ref.version, ref.modified
     else:
         modified = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
@@ -144,7 +145,7 @@ def test_plan_new_unchanged_changed_failed_deleted(s3_server, bucket, bundle, mo
     assert uris(plan.failed_before) == [failed]
     assert plan.deleted == (f"s3://{bucket}/drops/gone.tif",)
     assert (plan.listed, plan.ignored) == (5, 1)
-    ref = head_ref(changed)
+    ref = resolve_scene(changed)
     assert plan.todo[0].ref == ref or plan.todo[1].ref == ref  # ETag (unquoted) + LastModified
     assert '"' not in ref.version and ref.modified.tzinfo is not None
 
