@@ -131,7 +131,7 @@ def detect_scenes(
         mode=config.mode, stride=stride, threshold=config.threshold,
         batch_size=config.batch_size, backend=config.backend,
     )  # fmt: skip
-    writer = _Writer(config, bundle, stride)
+    writer = _Writer(config, bundle, settings)
     with _pool(config, str(bundle.path), settings) as pool:
         return writer.run(pool, scenes)
 
@@ -139,10 +139,10 @@ def detect_scenes(
 class _Writer:
     """Plans scenes into region tasks, collects results, writes each scene when it completes."""
 
-    def __init__(self, config: DetectConfig, bundle, stride: int):
+    def __init__(self, config: DetectConfig, bundle, settings: DetectorSettings):
         from reports.store import open_store
 
-        self.config, self.bundle, self.stride = config, bundle, stride
+        self.config, self.bundle, self.settings = config, bundle, settings
         self.store = open_store(config.out)
         self.outcomes: list[SceneOutcome] = []
         self.backend_label = config.backend
@@ -187,7 +187,7 @@ class _Writer:
                 )
             bands = select_bands(ds, ref.uri, cfg.bands)
             scaling = resolve_scaling(ds, bands, cfg.scale)
-        regions = scene_regions(b, self.stride, info.width, info.height, cfg.region_size)
+        regions = scene_regions(self.settings, b, info.width, info.height, cfg.region_size)
         return info, [RegionTask(index, ref.uri, r, bands, scaling) for r in regions]
 
     def _collect(self, result: RegionResult, live: dict[int, _Scene], bar) -> None:
