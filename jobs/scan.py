@@ -28,7 +28,7 @@ from jobs.detect import MODES
 from jobs.options import address_option, verbose_option
 from storage.s3 import list_objects
 from storage.uri import S3Uri, is_s3
-from tiling.scene import RASTER_SUFFIXES, SceneError, SceneRef, resolve_scene
+from tiling.scene import RASTER_SUFFIXES, Scene, SceneError, resolve_scene
 
 __all__ = [
     "DEFAULT_SUFFIXES",
@@ -164,7 +164,7 @@ class ScanConfig:
 class PlannedScene:
     """A scene version to detect, and why: ``new``, ``changed`` (new version) or ``retry``."""
 
-    ref: SceneRef
+    ref: Scene
     reason: str
     scene_key: str
 
@@ -179,8 +179,8 @@ class ScanPlan:
     listed: int  # objects under the source (any suffix)
     todo: tuple[PlannedScene, ...]
     deferred: tuple[PlannedScene, ...]  # over --max-scenes: left for the next scan
-    unchanged: tuple[SceneRef, ...]  # already ok in the ledger at this version
-    failed_before: tuple[SceneRef, ...]  # failed at this version; retried with --retry-failed
+    unchanged: tuple[Scene, ...]  # already ok in the ledger at this version
+    failed_before: tuple[Scene, ...]  # failed at this version; retried with --retry-failed
     deleted: tuple[str, ...]  # URIs in the ledger that are no longer in the source
     ignored: int  # objects without a matching suffix
 
@@ -227,20 +227,20 @@ class ScanSummary:
         return 1 if self.failed else 0
 
 
-def _list_s3(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
+def _list_s3(config: ScanConfig) -> tuple[list[Scene], set[str], int]:
     refs, uris, ignored = [], set(), 0
     for obj in list_objects(S3Uri.parse(config.source), page_size=LIST_PAGE_SIZE):
         if obj.uri.key.endswith("/"):  # a "folder" marker
             continue
         uris.add(str(obj.uri))
         if obj.uri.key.lower().endswith(config.suffixes):
-            refs.append(SceneRef.from_head(obj))
+            refs.append(Scene.from_head(obj))
         else:
             ignored += 1
     return refs, uris, ignored
 
 
-def _list_local(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
+def _list_local(config: ScanConfig) -> tuple[list[Scene], set[str], int]:
     refs, uris, ignored = [], set(), 0
     for dirpath, dirnames, filenames in os.walk(config.source):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -260,7 +260,7 @@ def _list_local(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
     return refs, uris, ignored
 
 
-def list_source(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
+def list_source(config: ScanConfig) -> tuple[list[Scene], set[str], int]:
     """``(refs with a matching suffix, URIs of every object, count ignored by suffix)``."""
     return _list_s3(config) if config.is_s3 else _list_local(config)
 
@@ -286,8 +286,8 @@ def plan_scan(config: ScanConfig) -> ScanPlan:
         versions_by_uri.setdefault(row["scene_uri"], set()).add(row["scene_version"])
 
     todo: list[PlannedScene] = []
-    unchanged: list[SceneRef] = []
-    failed_before: list[SceneRef] = []
+    unchanged: list[Scene] = []
+    failed_before: list[Scene] = []
     for ref in sorted(refs, key=lambda r: (r.modified, r.uri)):
         key = scene_key(ref.uri, ref.version, model_sha256, config.mode)
         status = status_by_key.get(key)

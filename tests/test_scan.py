@@ -21,7 +21,6 @@ from werkzeug.serving import make_server
 import jobs.scan as scan_module
 from jobs.scan import ScanConfig, parse_interval, plan_scan, scan
 from reports.ledger import read_scenes, write_scene_result
-from reports.schema import SceneMeta
 from reports.store import open_store
 from storage.s3 import s3_client
 from tests.helpers import S3_SECRET, noise_scene, untrained_bundle
@@ -62,10 +61,14 @@ def record(reports, uri, model_sha, status="ok", mode="fcn", version=None):
         version, modified = ref.version, ref.modified
     else:
         modified = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
-    row = {"status": status, "error": None if status == "ok" else "boom", "mode": mode,
-           "model_sha256": model_sha, "run_id": "earlier"}  # fmt: skip
+    from reports.run import Attempt, RunStamp, SceneRun
+    from tiling.scene import Scene
+
+    stamp = RunStamp("earlier", model_sha, mode, "torch:cpu")
+    attempt = Attempt(status, None if status == "ok" else "boom")
     table = DETECTIONS_SCHEMA.empty_table() if status == "ok" else None
-    write_scene_result(open_store(reports), SceneMeta(uri, version, modified=modified), table, row)
+    run = SceneRun(Scene(uri, version, modified=modified), stamp)
+    write_scene_result(open_store(reports), run, attempt, table)
 
 
 def uris(refs) -> list[str]:

@@ -1,4 +1,8 @@
-"""Scenes: what a scene URI points at, its version, and opening it with rasterio (local or S3).
+"""Scenes: one frozen description of a scene version (``Scene``), and opening it with rasterio.
+
+``Scene`` lives here, in ``tiling``, because every layer above needs it and it needs nothing
+above it: ``tiling`` lists, opens and describes scenes, ``reports`` writes them to Parquet
+(``reports`` may import ``tiling``; ``tiling`` never imports ``reports`` or ``jobs``).
 
 GDAL reads S3 scenes itself through ``/vsis3/`` with HTTP range requests; the options that make it
 reach the same endpoint as boto3 (``gdal_s3_options``) live here, beside ``scene_env``. Everything
@@ -13,13 +17,15 @@ Use::
 from __future__ import annotations
 
 import datetime as dt
+import numbers
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 import rasterio
 from affine import Affine
+from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 
 from storage.s3 import ObjectHead, StorageError, endpoint_url, head
@@ -35,42 +41,79 @@ class SceneError(OSError):
 
 
 @dataclass(frozen=True)
-class SceneRef:
-    """A scene and the version of it that was seen.
+class Scene:
+    """One scene version: where it is, which version was seen, and — once opened — its raster.
 
-    ``uri`` is a local path or ``s3://bucket/key``; ``version`` the S3 ETag (quotes stripped) or
-    ``"<size>-<mtime_ns>"`` for a local file; ``modified`` the UTC time of that version.
+    Fields:
+        uri: a local path or ``s3://bucket/key``.
+        version: the S3 ETag (quotes stripped) or ``"<size>-<mtime_ns>"`` for a local file.
+        modified: the version's time (S3 LastModified / mtime), timezone-aware; None only for a
+            scene that could not even be stat'ed.
+        width, height: pixels (columns, rows); bands: band count; dtype: e.g. ``"uint8"``.
+        crs: the scene CRS (rasterio ``CRS``, ``"EPSG:32619"``, WKT, …) or None if it has none.
+        transform: pixel → ``crs`` affine (``offset="ul"``), or None; required when ``crs`` is set.
+        nodata: the nodata value, or None.
+
+    Listing and ``resolve_scene`` fill the first three; ``describe`` the raster fields.
     """
 
     uri: str
     version: str
-    modified: dt.datetime
+    modified: dt.datetime | None = None
+    width: int | None = None
+    height: int | None = None
+    bands: int | None = None
+    dtype: str | None = None
+    crs: CRS | str | int | None = None
+    transform: Affine | None = None
+    nodata: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.uri, str) or not self.uri:
+            raise ValueError(f"Scene.uri={self.uri!r}, expected a non-empty string")
+        if not isinstance(self.version, str) or not self.version:
+            raise ValueError(
+                f"Scene.version={self.version!r} for {self.uri!r}, expected a non-empty string"
+            )
+        for name in ("width", "height", "bands"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, numbers.Integral) or value <= 0):
+                raise ValueError(
+                    f"Scene.{name}={value!r} for {self.uri!r}, expected a positive int"
+                )
+        if self.crs is not None and self.transform is None:
+            raise ValueError(f"Scene for {self.uri!r}: crs is set but transform is None")
+        if self.transform is not None and not isinstance(self.transform, Affine):
+            raise ValueError(
+                f"Scene.transform for {self.uri!r}: {type(self.transform).__name__}, "
+                "expected affine.Affine"
+            )
+        if self.modified is not None and (
+            not isinstance(self.modified, dt.datetime) or self.modified.utcoffset() is None
+        ):
+            raise ValueError(
+                f"Scene.modified={self.modified!r} for {self.uri!r}, "
+                "expected a timezone-aware datetime"
+            )
 
     @classmethod
-    def from_head(cls, obj: ObjectHead) -> SceneRef:
-        """The ref of one S3 object version (from a listing entry or a HEAD answer)."""
+    def from_head(cls, obj: ObjectHead) -> Scene:
+        """One S3 object version (from a listing entry or a HEAD answer)."""
         return cls(str(obj.uri), obj.etag, obj.last_modified)
 
-
-@dataclass(frozen=True)
-class SceneInfo:
-    """What detection needs to know about an opened scene (pixels are (col, row))."""
-
-    uri: str
-    width: int
-    height: int
-    count: int
-    dtype: str
-    crs: str | None
-    transform: Affine | None
-    nodata: float | None
+    @property
+    def megapixels(self) -> float | None:
+        """width × height / 1e6, or None before the scene is described."""
+        if self.width is None or self.height is None:
+            return None
+        return self.width * self.height / 1e6
 
 
-def resolve_scene(uri: str) -> SceneRef:
+def resolve_scene(uri: str) -> Scene:
     """Look up the current version of ``uri`` (stat for files, HEAD for ``s3://``)."""
     if is_s3(uri):
         try:
-            return SceneRef.from_head(head(S3Uri.parse(uri)))
+            return Scene.from_head(head(S3Uri.parse(uri)))
         except (StorageError, ValueError) as e:
             raise SceneError(str(e)) from e
     try:
@@ -80,7 +123,7 @@ def resolve_scene(uri: str) -> SceneRef:
     if not os.path.isfile(uri):
         raise SceneError(f"{uri!r}: not a file")
     modified = dt.datetime.fromtimestamp(st.st_mtime, dt.UTC)
-    return SceneRef(uri, f"{st.st_size}-{st.st_mtime_ns}", modified)
+    return Scene(uri, f"{st.st_size}-{st.st_mtime_ns}", modified)
 
 
 # Each block is read about once (halos overlap a little), so a small block cache does: GDAL's
@@ -109,11 +152,17 @@ def open_scene(uri: str) -> rasterio.DatasetReader:
             raise SceneError(f"{uri!r}: not a readable raster ({_short(e)})") from e
 
 
-def describe(ds: rasterio.DatasetReader, uri: str) -> SceneInfo:
-    """SceneInfo of an open dataset; a scene without a CRS keeps ``crs``/``transform`` None."""
+def describe(ds: rasterio.DatasetReader, scene: Scene) -> Scene:
+    """``scene`` with the raster fields of its open dataset ``ds``.
+
+    A scene without a CRS keeps ``crs``/``transform`` None.
+    """
     crs = ds.crs.to_string() if ds.crs else None
     transform = ds.transform if ds.crs else None
-    return SceneInfo(uri, ds.width, ds.height, ds.count, ds.dtypes[0], crs, transform, ds.nodata)
+    return replace(
+        scene, width=ds.width, height=ds.height, bands=ds.count, dtype=ds.dtypes[0], crs=crs,
+        transform=transform, nodata=ds.nodata,
+    )  # fmt: skip
 
 
 def to_gdal_path(uri: str | os.PathLike[str]) -> str:
