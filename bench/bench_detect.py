@@ -21,11 +21,11 @@ from bench.common import run_with_peak_rss, save
 
 
 def _scene(root: Path, side: int, whales: int = 20) -> Path:
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
 
     path = root / f"scene-{side}.tif"
     if not path.exists():
-        write_scene(path, side, side, whales=whales, seed=side)
+        write_scene(path, SceneSpec(side, side, whales=whales, seed=side))
     return path
 
 

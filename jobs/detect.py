@@ -18,13 +18,19 @@ from dataclasses import dataclass, field
 import click
 import numpy as np
 
-from jobs.options import address_option, verbose_option
+from jobs.options import (
+    MODES,
+    address_option,
+    backend_option,
+    mode_option,
+    verbose_option,
+    workers_option,
+)
 from jobs.worker import DetectorSettings, RegionResult, RegionTask, scene_regions
 from tiling.bands import parse_scale, resolve_scaling, select_bands
 from tiling.scene import Scene, SceneError, describe, open_scene, resolve_scene
 
 log = logging.getLogger(__name__)
-MODES = ("fcn", "sliding")
 
 
 @dataclass(frozen=True)
@@ -298,7 +304,7 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.argument("bundle", type=click.Path())
 @click.argument("scenes", nargs=-1, required=True)
 @click.option("--out", required=True, help="Reports root: a directory or s3://bucket/prefix.")
-@click.option("--mode", type=click.Choice(MODES), default="fcn", show_default=True)
+@mode_option
 @click.option("--stride", type=int, default=None, help="Sliding-window stride in px.")
 @click.option(
     "--region-size", type=int, default=2048, show_default=True, help="Core px per region."
@@ -312,10 +318,8 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 )
 @click.option("--scale", default="auto", show_default=True,
               help="auto | none | bits:N | range:LO,HI | percentile:P1,P2")  # fmt: skip
-@click.option("--backend", default="auto", show_default=True,
-              help="auto | torch | onnxruntime | openvino | tensorrt")  # fmt: skip
-@click.option("--workers", type=int, default=None,
-              help="Detection actors (default: one per GPU, else the CPU default); 0 = no Ray.")  # fmt: skip
+@backend_option
+@workers_option
 @address_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @verbose_option

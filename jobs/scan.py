@@ -24,8 +24,7 @@ from pathlib import Path
 
 import click
 
-from jobs.detect import MODES
-from jobs.options import address_option, verbose_option
+from jobs import options
 from storage.s3 import list_objects
 from storage.uri import S3Uri, is_s3
 from tiling.scene import RASTER_SUFFIXES, Scene, SceneError, resolve_scene
@@ -150,8 +149,8 @@ class ScanConfig:
             set_(self, "every", parse_interval(self.every))
         if self.max_scenes is not None and self.max_scenes < 1:
             raise ValueError(f"max_scenes={self.max_scenes}: must be ≥ 1 (or None for all)")
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.mode not in options.MODES:
+            raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(options.MODES)}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers={self.workers}: must be ≥ 0")
 
@@ -445,14 +444,11 @@ def stop_on_signals(stop: threading.Event, echo: Callable[[str], None]) -> Itera
 @click.option("--max-scenes", type=int, default=None, help="Detect at most N scenes per scan.")
 @click.option("--dry-run", is_flag=True, help="Print what would be detected; write nothing.")
 @click.option("--retry-failed", is_flag=True, help="Retry scenes that failed at the same version.")
-@click.option("--mode", type=click.Choice(MODES), default="fcn", show_default=True)
-@click.option(
-    "--backend", default="auto", show_default=True,
-    help="auto | torch | onnxruntime | openvino | tensorrt",
-)  # fmt: skip
-@click.option("--workers", type=int, default=None, help="Detection actors; 0 = no Ray.")
-@address_option
-@verbose_option
+@options.mode_option
+@options.backend_option
+@options.workers_option
+@options.address_option
+@options.verbose_option
 @click.pass_context
 def scan(ctx, source, bundle, reports, suffixes, every, max_scenes, dry_run, retry_failed, mode,
          backend, workers, address):  # fmt: skip
