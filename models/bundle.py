@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from storage.atomic import write_bytes_atomic
 from storage.cache import cache_dir, fetch_cached
 from storage.s3 import StorageError
 from storage.uri import S3Uri, is_s3
@@ -218,9 +219,8 @@ def _from_manifest(path: Path, m: dict[str, Any]) -> Bundle:
 
 
 def _write_manifest(directory: Path, bundle: Bundle) -> None:
-    tmp = directory / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(bundle.manifest(), indent=2, sort_keys=True) + "\n")
-    tmp.replace(directory / MANIFEST)
+    text = json.dumps(bundle.manifest(), indent=2, sort_keys=True) + "\n"
+    write_bytes_atomic(directory / MANIFEST, text.encode())
 
 
 def _extract(tar_path: Path) -> Path:

@@ -22,6 +22,8 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
+from storage.uri import is_s3
+
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = Path(__file__).parent / "data" / "kuberay"
 SHARED_CRD_DIR = REPO.parent / "shared" / "kuberay"
@@ -681,7 +683,7 @@ def test_remote_working_dirs_are_zips_the_image_can_fetch() -> None:
             continue
         # Ray takes a remote working_dir only as a .zip; s3:// needs smart_open[s3] on the head.
         assert uri.endswith(".zip"), f"{where}: remote working_dir {uri} is not a .zip"
-        if uri.startswith("s3://"):
+        if is_s3(uri):
             assert "smart_open[s3]" in dockerfile, f"{where}: the image can't fetch {uri}"
 
 
