@@ -24,7 +24,8 @@ from models.centre_loss import detector_loss
 from models.detector import BoxOutputs, build_detector
 from models.scene_crops import SceneCrops
 from models.scene_predict import predict_scene
-from models.train_loop import LoopConfig, _all_reduce, _Worker, torch_threads
+from models.threads import torch_threads
+from models.train_loop import LoopConfig, _all_reduce, _Worker
 
 log = logging.getLogger(__name__)
 

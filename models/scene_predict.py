@@ -11,9 +11,8 @@ import torch
 from torch import nn
 
 from models.detector import BoxOutputs
-from tiling.centers import anchor_valid, centres_halo, owned_centre_boxes
-from tiling.grid import plan_regions
-from tiling.heatmap import CellGrid
+from tiling.centers import CentreParams, centre_boxes
+from tiling.region_boxes import plan_scene_regions, region_boxes
 
 
 @torch.inference_mode()
@@ -28,11 +27,10 @@ def predict_scene(
     """
     was_training = net.training
     net.eval()
-    stride = int(outputs.stride)
+    params = CentreParams(int(outputs.stride), receptive_field, max_box_px, threshold, nms_iou)
     _, h, w = image.shape
-    halo = centres_halo(receptive_field, stride, max_box_px)
     found_boxes, found_scores = [], []
-    for r in plan_regions(w, h, region, halo, stride):
+    for r in plan_scene_regions(w, h, region, params):
         read = r.read
         x0, y0, rw, rh = int(read.col_off), int(read.row_off), int(read.width), int(read.height)
         pixels = np.zeros((3, rh, rw), np.float32)
@@ -41,11 +39,7 @@ def predict_scene(
         pixels[:, ya - y0 : yb - y0, xa - x0 : xb - x0] = image[:, ya:yb, xa:xb]
         valid[ya - y0 : yb - y0, xa - x0 : xb - x0] = True
         out = outputs(net(normalize(torch.from_numpy(pixels)[None])))[0].numpy()
-        grid = CellGrid(x0, y0, stride, receptive_field)
-        b, s = owned_centre_boxes(
-            out, grid, r.core, anchor_valid(valid, out.shape[1:], stride, receptive_field),
-            threshold, max_box_px, nms_iou,
-        )  # fmt: skip
+        b, s = region_boxes(out, valid, r, params, centre_boxes)
         found_boxes.append(b)
         found_scores.append(s)
     net.train(was_training)

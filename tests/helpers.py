@@ -93,14 +93,14 @@ def labelled_set(out: Path, sizes: list[int], seed: int = 0, whales: int = 8) ->
 
     import pyarrow.parquet as pq
 
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
     from synth.truth import truth_path
 
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, size in enumerate(sizes):
         scene = out / f"scene_{i}.tif"
-        write_scene(scene, size, size, whales=whales, seed=seed * 1000 + i)
+        write_scene(scene, SceneSpec(size, size, whales=whales, seed=seed * 1000 + i))
         truth = pq.read_table(truth_path(scene)).to_pydict()
         for box in zip(
             *(truth[k] for k in ("px_xmin", "px_ymin", "px_xmax", "px_ymax")), strict=True

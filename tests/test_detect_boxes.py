@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from jobs.detect import DetectConfig, detect, run_detect
-from synth.scene import write_scene
+from synth.scene import SceneSpec, write_scene
 from tests.helpers import read_detections, untrained_bundle, untrained_detector_bundle
 
 
@@ -18,7 +18,7 @@ def bundle(tmp_path_factory):
 def scene(tmp_path_factory):
     """Synthetic sea with painted whales (and distractors), not a multiple of any region size."""
     path = tmp_path_factory.mktemp("scene") / "whales.tif"
-    write_scene(path, 1100, 900, whales=8, seed=31)
+    write_scene(path, SceneSpec(1100, 900, whales=8, seed=31))
     return path
 
 

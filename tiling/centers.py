@@ -6,10 +6,16 @@ and height in pixels. Cell anchors sit on the :class:`tiling.heatmap.CellGrid` o
 window (``window`` = the detector's receptive field). Decoding is local (CenterNet): a peak is
 a 3×3 maximum of ``p``, so a region can own it by its centre without cross-tile clustering.
 Offsets are clipped to ±``stride`` and sizes to ``max_box_px``, which is what bounds the halo
-(:func:`centres_halo`). Pure numpy: no torch here.
+(:func:`centres_halo`). :func:`centre_boxes` is the decoder that plugs into
+:func:`tiling.region_boxes.region_boxes` (valid cells, NMS and core ownership shared with the
+classifier's heatmaps), with :class:`CentreParams` in place of its ``DecodeParams``.
+Pure numpy: no torch here.
 """
 
 from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,6 +23,45 @@ from tiling.grid import required_halo
 from tiling.heatmap import CellGrid, find_peaks
 
 PEAK_RADIUS = 1  # 3×3 maxima, as CenterNet decodes
+
+
+@dataclass(frozen=True)
+class CentreParams:
+    """How a box detector's output becomes boxes (the detector's ``DecodeParams``).
+
+    ``stride``: cell spacing (px); ``window``: the receptive field (px), whose centre is each
+    cell's anchor; ``max_box_px``: the largest box side decoded; ``threshold``: minimum centre
+    probability; ``nms_iou``: IoU above which the lower-scored of two boxes is dropped.
+    """
+
+    stride: int
+    window: int
+    max_box_px: float
+    threshold: float = 0.3
+    nms_iou: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name in ("stride", "window"):
+            v = getattr(self, name)
+            if not (isinstance(v, numbers.Integral) and v >= 1):
+                raise ValueError(f"{name}={v!r}: expected an integer ≥ 1 (pixels)")
+        if not self.max_box_px > 0:
+            raise ValueError(f"max_box_px={self.max_box_px!r}: expected a positive size in pixels")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold={self.threshold!r}: expected a probability in 0..1")
+        if not 0.0 <= self.nms_iou <= 1.0:
+            raise ValueError(f"nms_iou={self.nms_iou!r}: expected an IoU in 0..1")
+
+    @property
+    def halo(self) -> int:
+        return centres_halo(self.window, self.stride, self.max_box_px)
+
+
+def centre_boxes(
+    out: np.ndarray, grid: CellGrid, params: CentreParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """The region decoder for box detectors: :func:`decode_centres` with ``params``."""
+    return decode_centres(out, grid, params.threshold, params.max_box_px)
 
 
 def decode_centres(
@@ -46,29 +91,3 @@ def centres_halo(receptive_field: int, stride: int, max_box_px: float) -> int:
     ``max_box_px`` whose centres may sit ``stride`` px off their anchors (both boxes of a pair).
     """
     return required_halo(receptive_field, stride, max_box_px + 2 * stride, PEAK_RADIUS)
-
-
-def owned_centre_boxes(
-    out: np.ndarray, grid: CellGrid, core, cell_valid: np.ndarray | None, threshold: float,
-    max_box_px: float, nms_iou: float,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Decode one read window's (5, rows, cols) output, NMS the boxes, keep those whose centre
-    lies in ``core`` (a ``rasterio.windows.Window``). ``cell_valid``: bool (rows, cols), cells
-    whose anchor pixel is inside the scene and not nodata (others cannot peak)."""
-    from tiling.grid import in_window
-    from tiling.nms import nms
-
-    if cell_valid is not None:
-        out = out.copy()
-        out[0] = np.where(cell_valid, out[0], 0.0)
-    boxes, scores = decode_centres(out, grid, threshold, max_box_px)
-    keep = nms(boxes, scores, nms_iou)
-    boxes, scores = boxes[keep], scores[keep]
-    own = in_window(core, (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2)
-    return boxes[own], scores[own]
-
-
-def anchor_valid(valid: np.ndarray, shape: tuple[int, int], stride: int, window: int) -> np.ndarray:
-    """bool (rows, cols): whether each cell's anchor pixel (window centre) is valid."""
-    half = window // 2
-    return valid[np.ix_(np.arange(shape[0]) * stride + half, np.arange(shape[1]) * stride + half)]
