@@ -39,7 +39,9 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
+from synth.atmosphere import apply_atmosphere
 from synth.draw import object_box, render_window, to_uint8
+from synth.look import DEFAULT_LOOK, SceneLook
 from synth.noise import derive_seed
 from synth.objects import SceneObject
 from synth.placement import NodataBorder, place_objects
@@ -86,6 +88,7 @@ class SceneSpec:
     block: int = TILE_PX
     whale_positions: tuple[tuple[float, float, float], ...] | None = None
     distractors: bool = True
+    look: SceneLook = DEFAULT_LOOK
 
     def __post_init__(self) -> None:
         for name in ("width", "height"):
@@ -174,6 +177,7 @@ def plan_scene(spec: SceneSpec) -> ScenePlan:
         nodata=nodata,
         whale_positions=spec.whale_positions,
         distractors=spec.distractors,
+        look=spec.look,
     )
     boxes = np.array([object_box(o) for o in objects], dtype=np.float64).reshape(-1, 4)
     return ScenePlan(spec, tuple(objects), boxes, derive_seed(spec.seed, 0x5EA), nodata)
@@ -186,6 +190,8 @@ def render_scene_window(
     canvas = render_window(
         col_off, row_off, width, height, plan.objects, plan.water_seed, plan.spec.bands, plan.boxes
     )
+    if plan.spec.look.atmosphere:
+        apply_atmosphere(canvas, col_off, row_off, plan.spec.look, plan.water_seed)
     data = to_uint8(canvas, inplace=True)
     if plan.spec.dtype == "uint16":
         data = data.astype(np.uint16)
@@ -281,6 +287,7 @@ def write_scene(
     block: int = TILE_PX,
     whale_positions: Sequence[tuple[float, float, float]] | None = None,
     distractors: bool = True,
+    look: SceneLook = DEFAULT_LOOK,
 ) -> SceneSummary:
     """Write a synthetic scene GeoTIFF at ``path`` and its truth sidecar; returns a summary.
 
@@ -288,6 +295,7 @@ def write_scene(
     ``(cx, cy, heading_deg)`` in pixels, heading a compass bearing (0 = up, 90 = right) — puts
     whales exactly there (nominal size; their face boxes must be inside the scene).
     ``distractors=False`` leaves out the hard negatives (foam, boats, headless bodies...).
+    ``look`` (:mod:`synth.look`): whale sizes, calves, distractor density, haze and shadow.
     ``block`` is the drawing block in pixels; the file is the same for any block size.
     """
     spec = SceneSpec(
@@ -304,6 +312,7 @@ def write_scene(
         if whale_positions is None
         else tuple((float(x), float(y), float(h)) for x, y, h in whale_positions),
         distractors=distractors,
+        look=look,
     )
     start = time.perf_counter()
     path = Path(path)
