@@ -14,6 +14,7 @@ import click
 # name -> "module:attribute" of a click command or group.
 COMMANDS = {
     "synth": "jobs.synth:synth",
+    "chips": "jobs.chips:chips",
     "train": "jobs.train:train",
     "eval": "jobs.evaluate:evaluate",
     "detect": "jobs.detect:detect",
