@@ -3,7 +3,6 @@ resampled to a target GSD, scaled like detect, dataset.json as agreed."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -12,48 +11,16 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 from PIL import Image
-from rasterio.transform import from_origin
 
 from jobs.chips import chips as chips_command
 from labels.chips import OFF_CENTRE, ChipsConfig, cut_chips
 from labels.read import LabelsError
-from tests.helpers import write_tif
-
-FACES = {  # scene → face box centres (col, row), 20 x 20 px bright squares
-    "s0.tif": [(60, 60), (200, 150)],
-    "s1.tif": [(100, 200), (300, 80)],
-    "s2.tif": [(330, 220)],
-}
-BLOB = (250, 250)  # a white distractor in every scene, far from the faces
-GSD = 0.05
-
-
-def _scene(path: Path, centres, dtype="uint8", crs="EPSG:32619", seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    data = (60 + rng.integers(0, 6, (3, 300, 400))).astype(np.float64)
-    for cx, cy in centres:
-        data[:, cy - 10 : cy + 10, cx - 10 : cx + 10] = (200, 120, 40)[0]
-        data[1, cy - 10 : cy + 10, cx - 10 : cx + 10] = 120
-    bx, by = BLOB
-    data[:, by - 6 : by + 6, bx - 6 : bx + 6] = 250
-    scale = 16 if dtype == "uint16" else 1
-    write_tif(path, (data * scale).astype(dtype), crs=crs)
-    if crs:
-        with rasterio.open(path, "r+") as ds:
-            ds.transform = from_origin(500000.0, 4600000.0, GSD, GSD)
-    return data.astype(np.uint8)
+from tests.helpers import FACES, GSD, labelled_squares, square_scene
 
 
 @pytest.fixture
 def labelled(tmp_path: Path) -> Path:
-    rows = []
-    for name, centres in FACES.items():
-        _scene(tmp_path / name, centres, seed=len(rows))
-        rows += [[name, cx - 10, cy - 10, cx + 10, cy + 10, "whale_face"] for cx, cy in centres]
-    path = tmp_path / "labels.csv"
-    with path.open("w", newline="") as f:
-        csv.writer(f).writerows([["image_path", "xmin", "ymin", "xmax", "ymax", "label"], *rows])
-    return path
+    return labelled_squares(tmp_path)
 
 
 def _pngs(folder: Path) -> dict[str, np.ndarray]:
@@ -121,7 +88,7 @@ def test_chips_at_a_coarser_gsd_are_block_averages(labelled, tmp_path):
 def test_sixteen_bit_scenes_are_scaled_like_detect(tmp_path):
     rows = []
     for i, (name, centres) in enumerate(FACES.items()):
-        _scene(tmp_path / name, centres, dtype="uint16", seed=i)
+        square_scene(tmp_path / name, centres, dtype="uint16", seed=i)
         rows += [f"{name},{cx - 10},{cy - 10},{cx + 10},{cy + 10},whale_face" for cx, cy in centres]
     (tmp_path / "l.csv").write_text("image_path,xmin,ymin,xmax,ymax,label\n" + "\n".join(rows))
     cut_chips(ChipsConfig(tmp_path / "l.csv", tmp_path / "c", size=32, jitter_px=0.0))
@@ -145,7 +112,7 @@ def test_errors_name_the_problem(labelled, tmp_path):
         one = tmp_path / "one.csv"
         one.write_text("\n".join(labelled.read_text().splitlines()[:3]))
         cut_chips(ChipsConfig(one, tmp_path / "x"))
-    _scene(tmp_path / "plain.tif", [(60, 60)], crs=None)
+    square_scene(tmp_path / "plain.tif", [(60, 60)], crs=None)
     (tmp_path / "p.csv").write_text(labelled.read_text() + "plain.tif,50,50,70,70,whale_face\n")
     with pytest.raises(LabelsError, match=r"plain\.tif.*ground sample distance unknown"):
         cut_chips(ChipsConfig(tmp_path / "p.csv", tmp_path / "x", gsd_m=0.1))
