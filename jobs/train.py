@@ -262,12 +262,12 @@ def format_epoch(m: dict[str, float], epochs: int) -> str:
 
 
 def write_bundle(config: TrainConfig, data, loop, checkpoint, seconds: float):
-    """Load the last checkpoint, calibrate on ``val/``, and save the model bundle."""
+    """Load the last checkpoint, calibrate on ``val/`` (held-out chips), save the model bundle."""
     import torch
     import torch.nn.functional as F
 
     from models.bundle import save_bundle
-    from models.calibrate import fit_temperature, nll
+    from models.calibrate import fit_temperature, laplace_smoothing, nll
     from models.data import POSITIVE_CLASS
     from models.scorer import Normalize
     from models.train_loop import STATE, build_model, load_weights, predict_logits
@@ -287,6 +287,9 @@ def write_bundle(config: TrainConfig, data, loop, checkpoint, seconds: float):
         "val_accuracy": float((logits.argmax(1) == labels).float().mean()),
         "val_loss": float(F.cross_entropy(logits, labels)),
         "val_nll_calibrated": nll(logits, labels, temperature),
+        # temperature fitted on val/ with Laplace-smoothed targets (models/calibrate.py), so a
+        # val set the model separates cannot drive every score to 1.00
+        "calibration": {"held_out": len(labels), "label_smoothing": laplace_smoothing(len(labels))},
         "epochs": len(history),
         "workers": config.workers,
         "train_seconds": round(seconds, 3),

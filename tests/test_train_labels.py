@@ -9,10 +9,14 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from jobs.train import train
 from models.bundle import load_bundle
+from models.calibrate import T_MIN
+from models.data import read_dataset
+from models.scorer import build_scorer
 from tests.helpers import labelled_squares
 
 
@@ -35,6 +39,15 @@ def test_train_labels_with_arch_cuts_chips_and_records_the_face_size(ray_local, 
     assert bundle.object_size_px == pytest.approx(20.0)  # the labelled faces, not chip/2 = 16
     n_chips = sum(meta["counts"].values())
     assert n_chips == len(list(chips.glob("*/*/*.png"))) > 0
+    # calibrated on the held-out scene's chips: scores keep their spread (not all 1.00)
+    data = read_dataset(chips)
+    x = torch.from_numpy(data.val.images.transpose(0, 3, 1, 2).copy()).float()
+    with torch.no_grad():
+        scores = build_scorer(bundle)(x)[:, 0, 0].numpy()
+    faces = scores[data.val.labels == data.classes.index("face")]
+    assert bundle.temperature > 2 * T_MIN
+    assert bundle.metrics["calibration"]["held_out"] == len(data.val.labels)
+    assert (faces < 0.99).any(), faces
 
 
 def test_train_labels_without_arch_calls_the_detector(labelled, tmp_path, monkeypatch):
