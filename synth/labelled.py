@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from synth.look import DEFAULT_LOOK, HARD_LOOK
 from synth.noise import derive_seed
-from synth.scene import write_scene
+from synth.scene import SceneSpec, write_scene
 
 __all__ = ["ANNOTATIONS", "LABEL", "LabelledSet", "whales_for", "write_labelled_scenes"]
 
@@ -75,14 +75,14 @@ def write_labelled_scenes(
     rows, scenes = [], []
     for i in range(n):
         path = out / f"scene_{i:03d}.tif"
-        summary = write_scene(
-            path,
+        spec = SceneSpec(
             size,
             size,
             whales=whales_for(size) if whales is None else whales,
             seed=derive_seed(seed, i),
             look=HARD_LOOK if hard else DEFAULT_LOOK,
         )
+        summary = write_scene(path, spec)
         scenes.append(path)
         truth = pq.read_table(summary.truth_path).to_pydict()
         boxes = zip(*(truth[c] for c in ("px_xmin", "px_ymin", "px_xmax", "px_ymax")), strict=True)
