@@ -127,3 +127,27 @@ def test_cli(labelled, tmp_path):
     assert "0.1 m/px" in result.output and (out / "dataset.json").is_file()
     bad = CliRunner().invoke(chips_command, [str(labelled), str(out), "--size", "8"])
     assert bad.exit_code == 2 and "size=8" in bad.output
+
+
+def test_point_labels_in_a_geopackage_cut_the_same_faces(labelled, tmp_path):
+    """Vector labels (points in lon/lat, sized in ground metres) give the CSV's positive chips."""
+    import geopandas as gpd
+    import shapely
+
+    rows = [r.split(",") for r in labelled.read_text().splitlines()[1:]]
+    with rasterio.open(labelled.parent / "s0.tif") as ds:
+        transform, crs = ds.transform, ds.crs
+    points = [shapely.Point(transform @ ((float(r[1]) + float(r[3])) / 2, (float(r[2]) + float(r[4])) / 2)) for r in rows]  # fmt: skip
+    frame = gpd.GeoDataFrame({"scene_uri": [r[0] for r in rows]}, geometry=points, crs=crs)
+    frame.to_crs("EPSG:4326").to_file(labelled.parent / "points.gpkg")
+    config = {"size": 32, "jitter_px": 0.0, "seed": 2}
+    cut_chips(ChipsConfig(labelled, tmp_path / "csv", **config))
+    summary = cut_chips(
+        ChipsConfig(labelled.parent / "points.gpkg", tmp_path / "gpkg", point_box_m=1.0, **config)
+    )
+    assert summary.face_size_px == pytest.approx(20.0, abs=0.01)  # 1 m at 0.05 m/px
+    for split in ("train", "val"):
+        a, b = _pngs(tmp_path / "csv" / split / "face"), _pngs(tmp_path / "gpkg" / split / "face")
+        assert a.keys() == b.keys() and a
+        for name in a:
+            assert np.abs(a[name].astype(int) - b[name]).max() <= 1, name
