@@ -1,0 +1,1 @@
+"""Where whalescan keeps bytes: atomic local publishing and the per-user cache."""
