@@ -18,11 +18,14 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import click
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from jobs.detect import MODES
 from jobs.options import address_option, verbose_option
@@ -178,7 +181,7 @@ class ScanPlan:
     listed: int  # objects under the source (any suffix)
     todo: tuple[PlannedScene, ...]
     deferred: tuple[PlannedScene, ...]  # over --max-scenes: left for the next scan
-    unchanged: tuple[SceneRef, ...]  # already ok in the ledger at this version
+    unchanged: int  # already ok in the ledger at this version (a count: may be millions)
     failed_before: tuple[SceneRef, ...]  # failed at this version; retried with --retry-failed
     deleted: tuple[str, ...]  # URIs in the ledger that are no longer in the source
     ignored: int  # objects without a matching suffix
@@ -190,12 +193,14 @@ class ScanPlan:
             f"scan {self.source}: {self.listed} object(s), {self.ignored} ignored by suffix; "
             f"model {self.model_sha256[:12]}, mode {self.mode}",
             f"  to detect: {len(self.todo)} ({reasons['new']} new, {reasons['changed']} changed, "
-            f"{reasons['retry']} retried); unchanged: {len(self.unchanged)}; "
+            f"{reasons['retry']} retried); unchanged: {self.unchanged}; "
             f"failed before: {len(self.failed_before)}; deferred: {len(self.deferred)}; "
             f"deleted: {len(self.deleted)}",
         ]
         lines += [f"  + {p.reason:<7} {p.ref.uri} (version {p.ref.version})" for p in self.todo]
-        lines += [f"  ~ later   {p.ref.uri} (over --max-scenes)" for p in self.deferred]
+        lines += [f"  ~ later   {p.ref.uri} (over --max-scenes)" for p in self.deferred[:20]]
+        if len(self.deferred) > 20:
+            lines.append(f"  ~ later   … and {len(self.deferred) - 20} more (over --max-scenes)")
         lines += [
             f"  ! failed  {r.uri} (same version failed before; --retry-failed to retry)"
             for r in self.failed_before
@@ -226,105 +231,166 @@ class ScanSummary:
         return 1 if self.failed else 0
 
 
-def _list_s3(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
+class ListingPage(NamedTuple):
+    """One page of a source listing: scene refs with a matching suffix, and every other URI."""
+
+    refs: list[SceneRef]
+    other_uris: list[str]
+
+
+def _list_s3(config: ScanConfig) -> Iterator[ListingPage]:
     bucket, prefix = parse_s3_uri(config.source)
     paginator = s3_client().get_paginator("list_objects_v2")
-    refs, uris, ignored = [], set(), 0
     pages = paginator.paginate(
         Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE}
     )
     for page in pages:
+        refs, others = [], []
         for obj in page.get("Contents", ()):
             key = obj["Key"]
             if key.endswith("/"):  # a "folder" marker
                 continue
-            uris.add(f"s3://{bucket}/{key}")
             if key.lower().endswith(config.suffixes):
                 refs.append(object_ref(bucket, key, obj["ETag"], obj["LastModified"]))
             else:
-                ignored += 1
-    return refs, uris, ignored
+                others.append(f"s3://{bucket}/{key}")
+        yield ListingPage(refs, others)
 
 
-def _list_local(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
-    refs, uris, ignored = [], set(), 0
+def _list_local(config: ScanConfig) -> Iterator[ListingPage]:
     for dirpath, dirnames, filenames in os.walk(config.source):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        refs, others = [], []
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             uri = os.path.join(dirpath, name)
             if not name.lower().endswith(config.suffixes):
-                uris.add(uri)
-                ignored += 1
+                others.append(uri)
                 continue
             try:
                 refs.append(resolve_scene(uri))
             except SceneError:  # removed between the walk and the stat: it is gone
                 continue
-            uris.add(uri)
-    return refs, uris, ignored
+        yield ListingPage(refs, others)
 
 
-def list_source(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
-    """``(refs with a matching suffix, URIs of every object, count ignored by suffix)``."""
+def list_source(config: ScanConfig) -> Iterator[ListingPage]:
+    """The source listing, page by page (S3: 1000 keys a page; local: one folder a page)."""
     return _list_s3(config) if config.is_s3 else _list_local(config)
 
 
-def plan_scan(config: ScanConfig) -> ScanPlan:
-    """List the source, compare with the ledger and decide what to detect. Writes nothing."""
-    from models.bundle import load_bundle
+_LISTING_SCHEMA = pa.schema(
+    [
+        ("uri", pa.string()),
+        ("version", pa.string()),
+        ("modified", pa.timestamp("us", tz="UTC")),
+        ("scene_key", pa.string()),
+    ]
+)
+
+
+def _listing_table(
+    pages: Iterable[ListingPage], key_of: Callable[[SceneRef], str]
+) -> tuple[pa.Table, pa.Array, int]:
+    """``(scenes listed, as columns; URIs of every object; count ignored by suffix)``.
+
+    Columnar page by page, so a listing of 1M objects costs ~150 bytes an object, not a
+    Python object each.
+    """
+    batches, uris, ignored = [], [], 0
+    for page in pages:
+        refs = page.refs
+        batches.append(
+            pa.record_batch(
+                [
+                    pa.array([r.uri for r in refs], pa.string()),
+                    pa.array([r.version for r in refs], pa.string()),
+                    pa.array([r.modified for r in refs], pa.timestamp("us", tz="UTC")),
+                    pa.array([key_of(r) for r in refs], pa.string()),
+                ],
+                schema=_LISTING_SCHEMA,
+            )
+        )
+        uris.append(pa.array(page.other_uris, pa.string()))
+        ignored += len(page.other_uris)
+    listing = pa.Table.from_batches(batches, schema=_LISTING_SCHEMA).combine_chunks()
+    all_uris = pa.concat_arrays([listing.column("uri").combine_chunks(), *uris])
+    return listing, all_uris, ignored
+
+
+def plan_scan(
+    config: ScanConfig,
+    pages: Iterable[ListingPage] | None = None,
+    model_sha256: str | None = None,
+) -> ScanPlan:
+    """List the source, compare with the ledger and decide what to detect. Writes nothing.
+
+    The comparison is columnar (pyarrow): the ledger's latest attempt per scene key
+    (``reports.ledger.read_ledger``, a few columns of a compacted table) against the listing,
+    so planning over 1M objects and 1M ledger rows takes seconds and ~0.5 GB (bench/README.md).
+    ``pages`` / ``model_sha256``: a listing and model to use instead of the source's and the
+    bundle's (the ledger benchmark feeds a synthetic listing).
+    """
     from reports.keys import scene_key
-    from reports.ledger import read_scenes
+    from reports.ledger import read_ledger
     from reports.store import open_store
 
-    model_sha256 = load_bundle(config.bundle).weights_sha256
-    refs, all_uris, ignored = list_source(config)
-    ledger = read_scenes(
+    if model_sha256 is None:
+        from models.bundle import load_bundle
+
+        model_sha256 = load_bundle(config.bundle).weights_sha256
+    ledger = read_ledger(
         open_store(config.reports), columns=["scene_uri", "scene_version", "scene_key", "status"]
-    ).to_pylist()
-
-    status_by_key: dict[str, str] = {}  # "ok" wins over an older "failed" of the same key
-    versions_by_uri: dict[str, set[str]] = {}
-    for row in ledger:
-        if status_by_key.get(row["scene_key"]) != "ok":
-            status_by_key[row["scene_key"]] = row["status"]
-        versions_by_uri.setdefault(row["scene_uri"], set()).add(row["scene_version"])
-
-    todo: list[PlannedScene] = []
-    unchanged: list[SceneRef] = []
-    failed_before: list[SceneRef] = []
-    for ref in sorted(refs, key=lambda r: (r.modified, r.uri)):
-        key = scene_key(ref.uri, ref.version, model_sha256, config.mode)
-        status = status_by_key.get(key)
-        if status == "ok":
-            unchanged.append(ref)
-        elif status is not None and not config.retry_failed:
-            failed_before.append(ref)
-        else:
-            # "changed": the ledger knows this URI, but only at other versions.
-            known = versions_by_uri.get(ref.uri, set())
-            if status is not None:
-                reason = "retry"
-            elif known and ref.version not in known:
-                reason = "changed"
-            else:
-                reason = "new"
-            todo.append(PlannedScene(ref, reason, key))
-    cap = config.max_scenes if config.max_scenes is not None else len(todo)
-    deleted = sorted(
-        u for u in versions_by_uri if u.startswith(config.source) and u not in all_uris
     )
+    listing, all_uris, ignored = _listing_table(
+        list_source(config) if pages is None else pages,
+        lambda r: scene_key(r.uri, r.version, model_sha256, config.mode),
+    )
+    uri, version = listing.column("uri"), listing.column("version")
+    status = pc.take(
+        ledger.column("status"), pc.index_in(listing.column("scene_key"), ledger["scene_key"])
+    )
+    is_ok = pc.fill_null(pc.equal(status, "ok"), False)
+    tried = pc.is_valid(status)  # a latest attempt that is not ok: failed (or skipped)
+    held = pc.and_(pc.and_not(tried, is_ok), pa.scalar(not config.retry_failed))
+    # "changed": the ledger knows this URI, but only at other versions.
+    pair = pc.binary_join_element_wise(uri, version, "\x1f")
+    known_pairs = pc.binary_join_element_wise(
+        ledger["scene_uri"], ledger["scene_version"], "\x1f"
+    )
+    changed = pc.and_(pc.is_in(uri, ledger["scene_uri"]), pc.invert(pc.is_in(pair, known_pairs)))
+    reason = pc.if_else(tried, "retry", pc.if_else(changed, "changed", "new"))
+    todo = (
+        listing.append_column("reason", reason)
+        .filter(pc.invert(pc.or_(is_ok, held)))
+        .sort_by([("modified", "ascending"), ("uri", "ascending")])
+    )
+    planned = [
+        PlannedScene(SceneRef(r["uri"], r["version"], r["modified"]), r["reason"], r["scene_key"])
+        for r in todo.to_pylist()
+    ]
+    failed_before = listing.filter(held).sort_by([("modified", "ascending"), ("uri", "ascending")])
+    ledger_uris = pc.unique(ledger["scene_uri"])
+    gone = ledger_uris.filter(
+        pc.and_(
+            pc.starts_with(ledger_uris, config.source),
+            pc.invert(pc.is_in(ledger_uris, all_uris)),
+        )
+    )
+    cap = config.max_scenes if config.max_scenes is not None else len(planned)
     return ScanPlan(
         source=config.source,
         model_sha256=model_sha256,
         mode=config.mode,
         listed=len(all_uris),
-        todo=tuple(todo[:cap]),
-        deferred=tuple(todo[cap:]),
-        unchanged=tuple(unchanged),
-        failed_before=tuple(failed_before),
-        deleted=tuple(deleted),
+        todo=tuple(planned[:cap]),
+        deferred=tuple(planned[cap:]),
+        unchanged=pc.sum(is_ok).as_py() or 0,
+        failed_before=tuple(
+            SceneRef(r["uri"], r["version"], r["modified"]) for r in failed_before.to_pylist()
+        ),
+        deleted=tuple(sorted(gone.to_pylist())),
         ignored=ignored,
     )
 
@@ -340,7 +406,7 @@ def run_scan(config: ScanConfig, echo: Callable[[str], None] = click.echo) -> Sc
     for line in plan.describe():
         echo(line)
     counts = dict(
-        listed=plan.listed, todo=len(plan.todo), unchanged=len(plan.unchanged),
+        listed=plan.listed, todo=len(plan.todo), unchanged=plan.unchanged,
         failed_before=len(plan.failed_before), deferred=len(plan.deferred),
         deleted=len(plan.deleted), ignored=plan.ignored, dry_run=config.dry_run,
     )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 
 import numpy as np
@@ -17,6 +18,7 @@ __all__ = [
     "scenes_relpath",
 ]
 
+_ATTEMPT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 KEY_HEX_CHARS = 24  # 96 bits of SHA-256: collisions are not a practical concern at any scan size
 
 
@@ -94,6 +96,14 @@ def detections_relpath(scene_key: str, dt: str) -> str:
     return f"detections/dt={dt}/{scene_key}.parquet"
 
 
-def scenes_relpath(scene_key: str, dt: str) -> str:
-    """``scenes/dt=YYYY-MM-DD/<key>.parquet``, relative to the reports root."""
-    return f"scenes/dt={dt}/{scene_key}.parquet"
+def scenes_relpath(scene_key: str, dt: str, attempt: str | None = None) -> str:
+    """``scenes/dt=YYYY-MM-DD/<key>.<attempt>.parquet`` (``<key>.parquet`` without an attempt).
+
+    Each attempt (``attempt`` = the run id) gets its own object, so no write ever replaces a
+    ledger row that a compaction (reports.compact) is reading; the latest attempt wins.
+    """
+    if attempt is None:
+        return f"scenes/dt={dt}/{scene_key}.parquet"
+    if not _ATTEMPT.fullmatch(attempt):
+        attempt = _digest("attempt", attempt)
+    return f"scenes/dt={dt}/{scene_key}.{attempt}.parquet"

@@ -20,7 +20,8 @@ from werkzeug.serving import make_server
 
 import jobs.scan as scan_module
 from jobs.scan import ScanConfig, parse_interval, plan_scan, scan
-from reports.ledger import read_scenes, write_scene_result
+from reports.compact import compact
+from reports.ledger import read_ledger, read_scenes, write_scene_result
 from reports.schema import SceneMeta
 from reports.store import open_store
 from tests.helpers import S3_SECRET, noise_scene, untrained_bundle
@@ -140,7 +141,7 @@ def test_plan_new_unchanged_changed_failed_deleted(s3_server, bucket, bundle, mo
     config = ScanConfig(f"s3://{bucket}/drops", bundle, reports)
     plan = plan_scan(config)
     assert {p.ref.uri: p.reason for p in plan.todo} == {changed: "changed", new: "new"}
-    assert uris(plan.unchanged) == [unchanged]
+    assert plan.unchanged == 1
     assert uris(plan.failed_before) == [failed]
     assert plan.deleted == (f"s3://{bucket}/drops/gone.tif",)
     assert (plan.listed, plan.ignored) == (5, 1)
@@ -176,7 +177,7 @@ def test_plan_of_a_local_directory(bundle, model_sha, tmp_path, tif_bytes):
     (source / "sub" / "b.TIF").unlink()
     record(reports, str(source / "sub" / "b.TIF"), model_sha, version="1-2")
     plan = plan_scan(ScanConfig(str(source), bundle, reports))
-    assert plan.todo == () and uris(plan.unchanged) == [a.uri]
+    assert plan.todo == () and plan.unchanged == 1
     assert plan.deleted == (str(source / "sub" / "b.TIF"),)
 
 
@@ -426,7 +427,13 @@ def test_bad_objects_become_failed_rows_and_are_not_retried(
 
     retried = runner.invoke(scan, [*args, "--retry-failed"])
     assert retried.exit_code == 1 and "3 retried" in retried.output
-    assert len(read_scenes(open_store(reports))) == 3  # rewritten in place, not added
+    store = open_store(reports)
+    assert len(read_scenes(store)) == 6  # each attempt is its own row…
+    latest = read_ledger(store)  # …and the latest attempt of each key wins
+    runs = sorted(set(read_scenes(store).column("run_id").to_pylist()))
+    assert len(runs) == 2 and len(latest) == 3
+    assert set(latest.column("run_id").to_pylist()) == {runs[-1]}
+    assert compact(store).rows_out == 3 and len(read_scenes(store)) == 3
 
     out, err = capfd.readouterr()
     assert S3_SECRET not in first.output + again.output + retried.output + out + err
