@@ -356,9 +356,7 @@ def plan_scan(
     held = pc.and_(pc.and_not(tried, is_ok), pa.scalar(not config.retry_failed))
     # "changed": the ledger knows this URI, but only at other versions.
     pair = pc.binary_join_element_wise(uri, version, "\x1f")
-    known_pairs = pc.binary_join_element_wise(
-        ledger["scene_uri"], ledger["scene_version"], "\x1f"
-    )
+    known_pairs = pc.binary_join_element_wise(ledger["scene_uri"], ledger["scene_version"], "\x1f")
     changed = pc.and_(pc.is_in(uri, ledger["scene_uri"]), pc.invert(pc.is_in(pair, known_pairs)))
     reason = pc.if_else(tried, "retry", pc.if_else(changed, "changed", "new"))
     todo = (
