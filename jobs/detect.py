@@ -46,6 +46,7 @@ class DetectConfig:
     address: str | None = None
     run_id: str = field(default_factory=lambda: new_run_id())
     progress: bool = True
+    rerun: bool = False  # detect scenes whose result (same scene key) is already ok, again
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -74,6 +75,7 @@ class SceneOutcome:
     megapixels: float
     seconds: float
     detections_path: str | None = None
+    reused: bool = False  # already ok in the reports with the same key: not detected again
 
 
 @dataclass
@@ -93,7 +95,12 @@ def new_run_id() -> str:
 
 
 def run_detect(config: DetectConfig) -> list[SceneOutcome]:
-    """Detect in ``config.scenes`` (paths or ``s3://`` URIs); unusable ones become failed rows."""
+    """Detect in ``config.scenes`` (paths or ``s3://`` URIs); unusable ones become failed rows.
+
+    A scene whose result is already ``ok`` in ``config.out`` under the same scene key (scene
+    version, model, mode, parameters) is not detected again unless ``config.rerun``: after a
+    killed run, the same command finishes the missing scenes only.
+    """
     from models.bundle import load_bundle
     from reports.store import open_store
 
@@ -106,7 +113,46 @@ def run_detect(config: DetectConfig) -> list[SceneOutcome]:
         except SceneError as e:
             ref = SceneRef(uri, "missing", _now())
             failed.append(_record_failure(config, bundle, store, ref, str(e)))
-    return failed + detect_scenes(config, refs, bundle)
+    reused: list[SceneOutcome] = []
+    if not config.rerun:
+        refs, reused = _split_done(config, bundle, store, refs)
+    return failed + reused + detect_scenes(config, refs, bundle)
+
+
+def _split_done(config: DetectConfig, bundle, store, refs: list[SceneRef]):
+    """``(refs still to detect, outcomes of those already ok under the same scene key)``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from reports.keys import scene_key
+    from reports.ledger import read_ledger
+
+    keys = {ref.uri: scene_key(ref.uri, ref.version, bundle.weights_sha256, config.mode)
+            for ref in refs}  # fmt: skip
+    ledger = read_ledger(store, ["scene_key", "status", "detections", "megapixels"])
+    ledger = ledger.filter(
+        pc.is_in(ledger["scene_key"], pa.array(list(keys.values()), pa.string()))
+    )
+    done = {r["scene_key"]: r for r in ledger.to_pylist() if r["status"] == "ok"}
+    todo, reused = [], []
+    for ref in refs:
+        row = done.get(keys[ref.uri])
+        if row is None:
+            todo.append(ref)
+            continue
+        reused.append(
+            SceneOutcome(
+                ref.uri,
+                "ok",
+                None,
+                row["detections"] or 0,
+                row["megapixels"] or 0.0,
+                0.0,
+                reused=True,
+            )  # fmt: skip
+        )
+        log.info("%s: already done (scene key %s); --rerun to detect again", ref.uri, keys[ref.uri])
+    return todo, reused
 
 
 def detect_scenes(
@@ -334,15 +380,21 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
               help="Detection actors (default: one per GPU, else the CPU default); 0 = no Ray.")  # fmt: skip
 @address_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--rerun", is_flag=True,
+    help="Detect scenes again even if the reports already hold an ok result for the same scene "
+    "version, model and parameters (the new attempt then wins).",
+)  # fmt: skip
 @verbose_option
 def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold, bands, scale,
-           backend, workers, address, quiet):  # fmt: skip
+           backend, workers, address, quiet, rerun):  # fmt: skip
     """Detect whale faces in SCENES (GeoTIFF paths or s3:// URIs) with the model BUNDLE."""
     try:
         config = DetectConfig(
             bundle=bundle, out=out, scenes=tuple(scenes), mode=mode, stride=stride,
             region_size=region_size, batch_size=batch_size, threshold=threshold, bands=bands,
             scale=scale, backend=backend, workers=workers, address=address, progress=not quiet,
+            rerun=rerun,
         )  # fmt: skip
     except ValueError as e:
         raise click.UsageError(str(e)) from e
@@ -354,7 +406,9 @@ def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold
         raise click.ClickException(str(e)) from e
     ok = sum(o.status == "ok" for o in outcomes)
     found = sum(o.detections for o in outcomes)
-    click.echo(f"{ok}/{len(outcomes)} scene(s) ok, {found} whale face(s); reports in {out}")
+    reused = sum(o.reused for o in outcomes)
+    note = f" ({reused} already done, not rerun; --rerun to redo)" if reused else ""
+    click.echo(f"{ok}/{len(outcomes)} scene(s) ok{note}, {found} whale face(s); reports in {out}")
     if ok < len(outcomes):
         raise SystemExit(1)
 
