@@ -319,6 +319,19 @@ def _listing_table(
     return listing, all_uris, ignored
 
 
+def _reasons(todo: pa.Table, ledger: pa.Table) -> pa.ChunkedArray:
+    """Why each scene of ``todo`` is planned: ``retry`` (its key failed before), ``changed`` (the
+    ledger knows the URI, only at other versions) or ``new`` (incl. a known version under
+    another model or other parameters)."""
+    uri, version = todo["uri"], todo["version"]
+    same_uri = ledger.filter(pc.is_in(ledger["scene_uri"], uri))  # ≤ a few rows per todo scene
+    sep = "\x1f"
+    known = pc.binary_join_element_wise(same_uri["scene_uri"], same_uri["scene_version"], sep)
+    pair = pc.binary_join_element_wise(uri, version, sep)
+    changed = pc.and_(pc.is_in(uri, same_uri["scene_uri"]), pc.invert(pc.is_in(pair, known)))
+    return pc.if_else(todo["tried"], "retry", pc.if_else(changed, "changed", "new"))
+
+
 def plan_scan(
     config: ScanConfig,
     pages: Iterable[ListingPage] | None = None,
@@ -347,26 +360,22 @@ def plan_scan(
         list_source(config) if pages is None else pages,
         lambda r: scene_key(r.uri, r.version, model_sha256, config.mode),
     )
-    uri, version = listing.column("uri"), listing.column("version")
     status = pc.take(
         ledger.column("status"), pc.index_in(listing.column("scene_key"), ledger["scene_key"])
     )
     is_ok = pc.fill_null(pc.equal(status, "ok"), False)
     tried = pc.is_valid(status)  # a latest attempt that is not ok: failed (or skipped)
     held = pc.and_(pc.and_not(tried, is_ok), pa.scalar(not config.retry_failed))
-    # "changed": the ledger knows this URI, but only at other versions.
-    pair = pc.binary_join_element_wise(uri, version, "\x1f")
-    known_pairs = pc.binary_join_element_wise(ledger["scene_uri"], ledger["scene_version"], "\x1f")
-    changed = pc.and_(pc.is_in(uri, ledger["scene_uri"]), pc.invert(pc.is_in(pair, known_pairs)))
-    reason = pc.if_else(tried, "retry", pc.if_else(changed, "changed", "new"))
-    todo = (
-        listing.append_column("reason", reason)
-        .filter(pc.invert(pc.or_(is_ok, held)))
-        .sort_by([("modified", "ascending"), ("uri", "ascending")])
+    # Only the few scenes to detect need a reason, so the URI comparisons run on them alone.
+    todo = listing.filter(pc.invert(pc.or_(is_ok, held))).append_column(
+        "tried", pc.filter(tried, pc.invert(pc.or_(is_ok, held)))
+    )
+    todo = todo.append_column("reason", _reasons(todo, ledger)).sort_by(
+        [("modified", "ascending"), ("uri", "ascending")]
     )
     planned = [
         PlannedScene(SceneRef(r["uri"], r["version"], r["modified"]), r["reason"], r["scene_key"])
-        for r in todo.to_pylist()
+        for r in todo.select(["uri", "version", "modified", "reason", "scene_key"]).to_pylist()
     ]
     failed_before = listing.filter(held).sort_by([("modified", "ascending"), ("uri", "ascending")])
     ledger_uris = pc.unique(ledger["scene_uri"])
@@ -435,7 +444,25 @@ def run_scan(config: ScanConfig, echo: Callable[[str], None] = click.echo) -> Sc
         f"scan done in {time.perf_counter() - started:.1f} s: {ok} ok, {len(failures)} failed; "
         f"ledger in {config.reports}"
     )
+    _compact_written(config, plan)
     return ScanSummary(ok=ok, failed=len(failures), failures=tuple(failures), **counts)
+
+
+COMPACT_AT = 16  # objects in a dt= partition that make a scan compact it (bench/README.md)
+
+
+def _compact_written(config: ScanConfig, plan: ScanPlan) -> None:
+    """Fold the ``dt=`` partitions this scan wrote to, once they hold ``COMPACT_AT`` objects, so
+    the next plan reads a few segments instead of one object per scene attempt."""
+    from reports.compact import compact
+    from reports.keys import partition_date
+    from reports.store import open_store
+
+    written = {partition_date(p.ref.modified) for p in plan.todo}
+    summary = compact(open_store(config.reports), COMPACT_AT, partitions=written)
+    if summary.partitions:
+        log.info("compacted %d ledger partition(s): %d object(s) → %d row(s)",
+                 summary.partitions, summary.objects_in, summary.rows_out)  # fmt: skip
 
 
 # Errors a scan can meet that are about the world, not the code: S3 unreachable after

@@ -94,9 +94,10 @@ LATEST_ORDER = (("finished_at", "descending"), ("run_id", "descending"))
 
 def latest_attempts(table: pa.Table) -> pa.Table:
     """One row per ``scene_key``: its latest attempt (``LATEST_ORDER``). Needs ``scene_key``,
-    ``finished_at`` and ``run_id``; row order: by scene key."""
-    if len(table) == 0:
-        return table
+    ``finished_at`` and ``run_id``; rows in no particular order."""
+    keys = table.column("scene_key")
+    if len(table) == 0 or pc.count_distinct(keys).as_py() == len(table):
+        return table  # one attempt per key (a compacted ledger): nothing to choose, no copy
     ordered = table.sort_by([("scene_key", "ascending"), *LATEST_ORDER])
     keys = ordered.column("scene_key").combine_chunks()
     first = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))

@@ -8,15 +8,14 @@ file in the same directory then ``os.replace``; on S3 a single ``PutObject``.
 from __future__ import annotations
 
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LocalStore", "S3Store", "Store", "open_store"]
+from storage.atomic import TMP_PREFIX, write_bytes_atomic
 
-_TMP_PREFIX = ".tmp-"  # partial local writes; hidden from list() and never end in .parquet
+__all__ = ["LocalStore", "S3Store", "Store", "open_store"]
 
 
 def _check_relpath(relpath: str) -> str:
@@ -84,19 +83,7 @@ class LocalStore(Store):
         return self.path.joinpath(*_check_relpath(relpath).split("/"))
 
     def write_bytes(self, relpath: str, data: bytes) -> None:
-        target = self._path(relpath)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_TMP_PREFIX + target.name + ".")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be read by others
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(self._path(relpath), data)
 
     def read_bytes(self, relpath: str) -> bytes:
         path = self._path(relpath)
@@ -115,7 +102,7 @@ class LocalStore(Store):
         for dirpath, _dirnames, filenames in os.walk(start):
             rel_dir = Path(dirpath).relative_to(self.path).as_posix()
             for name in filenames:
-                if name.startswith(_TMP_PREFIX):
+                if name.startswith(TMP_PREFIX):  # a write in progress, or one killed half way
                     continue
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}"
                 if rel.startswith(prefix):

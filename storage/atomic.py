@@ -17,9 +17,16 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["TMP_PREFIX", "publish_dir", "replace_dir", "temp_dir", "write_bytes_atomic"]
+__all__ = [
+    "TMP_PREFIX",
+    "atomic_path",
+    "publish_dir",
+    "replace_dir",
+    "temp_dir",
+    "write_bytes_atomic",
+]
 
-TMP_PREFIX = "."  # temporaries are ".<final name>.<random>.tmp"
+TMP_PREFIX = ".tmp-"  # temporaries are ".tmp-<final name>.<random>.tmp": hidden, never *.parquet
 _RENAME_EXCHANGE = 2  # linux/fs.h: swap two paths atomically (renameat2, Linux ≥ 3.15)
 _AT_FDCWD = -100
 
@@ -28,25 +35,34 @@ def _temp_name(target: Path) -> str:
     return f"{TMP_PREFIX}{target.name}."
 
 
-def write_bytes_atomic(target: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> Path:
-    """Write ``data`` to ``target`` via a unique temporary + ``os.replace``; fsync'd; returns it.
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], mode: int = 0o644) -> Iterator[Path]:
+    """Yield a unique temp path beside ``target``; on a clean exit it replaces ``target``.
 
-    ``mode``: the file's permissions (``mkstemp`` makes 0600; caches and reports are shared).
+    Readers see the old file or the new one, never half of it; on an error the temp file is
+    removed and ``target`` is left as it was. ``mode``: the new file's permissions (``mkstemp``
+    makes 0600; reports and caches are meant to be read by others).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_temp_name(target), suffix=".tmp", dir=target.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target
+
+
+def write_bytes_atomic(target: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> Path:
+    """Write ``data`` to ``target`` atomically, synced to disk before the rename; returns it."""
+    with atomic_path(target, mode) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(target)
 
 
 @contextlib.contextmanager

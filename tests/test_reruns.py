@@ -64,11 +64,22 @@ def _visible_everywhere(reports: Path) -> tuple[int, int]:
     return scenes, dets
 
 
-def test_a_killed_detect_rerun_finishes_only_the_missing_scenes(bundle, tmp_path):
-    scenes = [noise_scene(tmp_path / f"s{i}.tif", 900, 700, seed=i) for i in range(5)]
+def _scan_cmd(bundle, source, out) -> list[str]:
+    return [sys.executable, "-m", "jobs.cli", "scan", str(source), "--bundle", str(bundle),
+            "--reports", str(out), "--workers", "0", "--backend", "torch"]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["detect", "scan"])
+def test_a_killed_driver_rerun_finishes_only_the_missing_scenes(bundle, tmp_path, command):
+    source = tmp_path / "drops"
+    source.mkdir()
+    scenes = [noise_scene(source / f"s{i}.tif", 900, 700, seed=i) for i in range(5)]
     out = tmp_path / "reports"
-    proc = subprocess.Popen(_detect_cmd(bundle, scenes, out), env=_env(), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    cmd = (
+        _detect_cmd(bundle, scenes, out) if command == "detect" else _scan_cmd(bundle, source, out)
+    )
+    proc = subprocess.Popen(cmd, env=_env(), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)  # fmt: skip
     deadline = time.monotonic() + 300
     while not list(out.glob("scenes/dt=*/*.parquet")) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read().decode()
@@ -80,10 +91,14 @@ def test_a_killed_detect_rerun_finishes_only_the_missing_scenes(bundle, tmp_path
     first = read_scenes(open_store(out))
     assert 1 <= rows_before < len(scenes), "the kill must land mid-run"
 
-    again = subprocess.run(_detect_cmd(bundle, scenes, out), env=_env(), cwd=ROOT,
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    again = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
     assert again.returncode == 0, again.stdout + again.stderr
-    assert f"{rows_before} already done" in again.stdout
+    if command == "detect":
+        assert f"{rows_before} already done" in again.stdout
+    else:
+        assert f"to detect: {len(scenes) - rows_before} " in again.stdout
+        assert f"unchanged: {rows_before};" in again.stdout
 
     rows, dets = _visible_everywhere(out)
     ledger = read_scenes(open_store(out)).to_pylist()
