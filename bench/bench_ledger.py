@@ -51,18 +51,25 @@ def _ledger_range(n: int) -> range:
     return range(n // 200, n + n // 200)
 
 
+def _stamp():
+    """The run stamp of the benchmark's scan: default-like settings, a fixed model."""
+    from reports.run import RunStamp
+
+    params = {"threshold": 0.5, "nms_iou": 0.3, "stride": 8, "bands": None, "scale": "auto"}
+    return RunStamp("20260201T000000Z-bench", MODEL, MODE, "torch:cpu", params, params)
+
+
 def _ledger_table(n: int):
     import pyarrow as pa
 
-    from reports.keys import scene_key
     from reports.schema import SCENES_SCHEMA
 
-    ids = _ledger_range(n)
+    ids, stamp = _ledger_range(n), _stamp()
     finished = datetime(2026, 2, 1, tzinfo=UTC)
     cols = {
         "scene_uri": [_uri(i) for i in ids],
         "scene_version": [_version(i) for i in ids],
-        "scene_key": [scene_key(_uri(i), _version(i), MODEL, MODE) for i in ids],
+        "scene_key": [stamp.scene_key(_uri(i), _version(i)) for i in ids],
         "status": ["failed" if i % 1000 == 7 else "ok" for i in ids],
         "mode": [MODE] * len(ids),
         "model_sha256": [MODEL] * len(ids),
@@ -98,11 +105,11 @@ def build(n: int, root: Path, compacted: bool) -> None:
 
 def _listing(n: int) -> Iterator:
     from jobs.scan import ListingPage
-    from tiling.scene import SceneRef
+    from tiling.scene import Scene
 
     for start in range(0, n, PAGE):
         refs = [
-            SceneRef(_uri(i), _version(i), _modified(i)) for i in range(start, min(n, start + PAGE))
+            Scene(_uri(i), _version(i), _modified(i)) for i in range(start, min(n, start + PAGE))
         ]
         yield ListingPage(refs, [])
 
@@ -115,7 +122,7 @@ def plan(n: int, root: Path) -> dict:
     config = ScanConfig(SOURCE, str(bundle), str(root), retry_failed=False)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t0, c0 = time.perf_counter(), time.process_time()
-    result = plan_scan(config, pages=_listing(n), model_sha256=MODEL)
+    result = plan_scan(config, pages=_listing(n), stamp=_stamp())
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {

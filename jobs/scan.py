@@ -12,6 +12,7 @@ either fully recorded or absent from the ledger — and absent scenes are planne
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import re
@@ -27,10 +28,10 @@ import click
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jobs.detect import MODES
-from jobs.options import address_option, verbose_option
-from tiling.s3 import RASTER_SUFFIXES, object_ref, parse_s3_uri, s3_client
-from tiling.scene import SceneError, SceneRef, resolve_scene
+from jobs import options
+from storage.s3 import list_objects
+from storage.uri import S3Uri, is_s3
+from tiling.scene import RASTER_SUFFIXES, Scene, SceneError, resolve_scene
 
 __all__ = [
     "DEFAULT_SUFFIXES",
@@ -108,6 +109,7 @@ class ScanConfig:
     dry_run: bool = False
     retry_failed: bool = False
     mode: str = "fcn"
+    threshold: float = 0.5
     backend: str = "auto"
     workers: int | None = None
     address: str | None = None
@@ -117,10 +119,10 @@ class ScanConfig:
         set_ = object.__setattr__  # frozen: normalise once, here
         if not isinstance(self.source, str) or not self.source:
             raise ValueError(f"source={self.source!r}: expected s3://bucket/prefix or a directory")
-        if self.source.startswith("s3://"):
-            bucket, prefix = parse_s3_uri(self.source)
-            prefix = prefix.strip("/")
-            set_(self, "source", f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/")
+        if is_s3(self.source):
+            source = S3Uri.parse(self.source)
+            prefix = source.key.strip("/")
+            set_(self, "source", str(source.child(f"{prefix}/" if prefix else "")))
         elif "://" in self.source:
             raise ValueError(f"source={self.source!r}: expected s3://bucket/prefix or a directory")
         else:
@@ -132,9 +134,9 @@ class ScanConfig:
             set_(self, "bundle", os.fspath(self.bundle))
         if not isinstance(self.bundle, str) or not self.bundle:
             raise ValueError(f"bundle={self.bundle!r}: expected a directory, .tar or s3://…")
-        if self.bundle.startswith("s3://"):
+        if is_s3(self.bundle):
             try:  # the object itself is fetched and validated by load_bundle
-                _, key = parse_s3_uri(self.bundle)
+                key = S3Uri.parse(self.bundle).key
             except ValueError as e:
                 raise ValueError(f"bundle={e}") from None
             if not key or key.endswith("/"):
@@ -152,21 +154,33 @@ class ScanConfig:
             set_(self, "every", parse_interval(self.every))
         if self.max_scenes is not None and self.max_scenes < 1:
             raise ValueError(f"max_scenes={self.max_scenes}: must be ≥ 1 (or None for all)")
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(MODES)}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold={self.threshold}: must be in (0, 1)")
+        if self.mode not in options.MODES:
+            raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(options.MODES)}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers={self.workers}: must be ≥ 0")
 
+    def detect_config(self):
+        """The ``jobs.detect.DetectConfig`` this scan detects with (its settings make the keys)."""
+        from jobs.detect import DetectConfig
+
+        return DetectConfig(
+            bundle=self.bundle, out=self.reports, mode=self.mode, threshold=self.threshold,
+            backend=self.backend, workers=self.workers, address=self.address,
+            progress=self.progress,
+        )  # fmt: skip
+
     @property
     def is_s3(self) -> bool:
-        return self.source.startswith("s3://")
+        return is_s3(self.source)
 
 
 @dataclass(frozen=True)
 class PlannedScene:
     """A scene version to detect, and why: ``new``, ``changed`` (new version) or ``retry``."""
 
-    ref: SceneRef
+    ref: Scene
     reason: str
     scene_key: str
 
@@ -182,7 +196,7 @@ class ScanPlan:
     todo: tuple[PlannedScene, ...]
     deferred: tuple[PlannedScene, ...]  # over --max-scenes: left for the next scan
     unchanged: int  # already ok in the ledger at this version (a count: may be millions)
-    failed_before: tuple[SceneRef, ...]  # failed at this version; retried with --retry-failed
+    failed_before: tuple[Scene, ...]  # failed at this version; retried with --retry-failed
     deleted: tuple[str, ...]  # URIs in the ledger that are no longer in the source
     ignored: int  # objects without a matching suffix
 
@@ -232,28 +246,23 @@ class ScanSummary:
 
 
 class ListingPage(NamedTuple):
-    """One page of a source listing: scene refs with a matching suffix, and every other URI."""
+    """One page of a source listing: scenes with a matching suffix, and every other URI."""
 
-    refs: list[SceneRef]
+    refs: list[Scene]
     other_uris: list[str]
 
 
 def _list_s3(config: ScanConfig) -> Iterator[ListingPage]:
-    bucket, prefix = parse_s3_uri(config.source)
-    paginator = s3_client().get_paginator("list_objects_v2")
-    pages = paginator.paginate(
-        Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE}
-    )
-    for page in pages:
+    objects = list_objects(S3Uri.parse(config.source), page_size=LIST_PAGE_SIZE)
+    while page := list(itertools.islice(objects, LIST_PAGE_SIZE)):
         refs, others = [], []
-        for obj in page.get("Contents", ()):
-            key = obj["Key"]
-            if key.endswith("/"):  # a "folder" marker
+        for obj in page:
+            if obj.uri.key.endswith("/"):  # a "folder" marker
                 continue
-            if key.lower().endswith(config.suffixes):
-                refs.append(object_ref(bucket, key, obj["ETag"], obj["LastModified"]))
+            if obj.uri.key.lower().endswith(config.suffixes):
+                refs.append(Scene.from_head(obj))
             else:
-                others.append(f"s3://{bucket}/{key}")
+                others.append(str(obj.uri))
         yield ListingPage(refs, others)
 
 
@@ -291,7 +300,7 @@ _LISTING_SCHEMA = pa.schema(
 
 
 def _listing_table(
-    pages: Iterable[ListingPage], key_of: Callable[[SceneRef], str]
+    pages: Iterable[ListingPage], key_of: Callable[[Scene], str]
 ) -> tuple[pa.Table, pa.Array, int]:
     """``(scenes listed, as columns; URIs of every object; count ignored by suffix)``.
 
@@ -333,32 +342,32 @@ def _reasons(todo: pa.Table, ledger: pa.Table) -> pa.ChunkedArray:
 
 
 def plan_scan(
-    config: ScanConfig,
-    pages: Iterable[ListingPage] | None = None,
-    model_sha256: str | None = None,
+    config: ScanConfig, pages: Iterable[ListingPage] | None = None, stamp=None
 ) -> ScanPlan:
     """List the source, compare with the ledger and decide what to detect. Writes nothing.
 
     The comparison is columnar (pyarrow): the ledger's latest attempt per scene key
     (``reports.ledger.read_ledger``, a few columns of a compacted table) against the listing,
     so planning over 1M objects and 1M ledger rows takes seconds and ~0.5 GB (bench/README.md).
-    ``pages`` / ``model_sha256``: a listing and model to use instead of the source's and the
+    Keys come from the run stamp detection will write with (model, mode, result-affecting
+    settings), so a scan with other settings plans the scenes as new work. ``pages`` /
+    ``stamp``: a listing and a ``reports.run.RunStamp`` to use instead of the source's and the
     bundle's (the ledger benchmark feeds a synthetic listing).
     """
-    from reports.keys import scene_key
     from reports.ledger import read_ledger
     from reports.store import open_store
 
-    if model_sha256 is None:
+    if stamp is None:
+        from jobs.detect import run_stamp
         from models.bundle import load_bundle
 
-        model_sha256 = load_bundle(config.bundle).weights_sha256
+        stamp = run_stamp(config.detect_config(), load_bundle(config.bundle))
     ledger = read_ledger(
         open_store(config.reports), columns=["scene_uri", "scene_version", "scene_key", "status"]
     )
     listing, all_uris, ignored = _listing_table(
         list_source(config) if pages is None else pages,
-        lambda r: scene_key(r.uri, r.version, model_sha256, config.mode),
+        lambda r: stamp.scene_key(r.uri, r.version),
     )
     status = pc.take(
         ledger.column("status"), pc.index_in(listing.column("scene_key"), ledger["scene_key"])
@@ -374,7 +383,7 @@ def plan_scan(
         [("modified", "ascending"), ("uri", "ascending")]
     )
     planned = [
-        PlannedScene(SceneRef(r["uri"], r["version"], r["modified"]), r["reason"], r["scene_key"])
+        PlannedScene(Scene(r["uri"], r["version"], r["modified"]), r["reason"], r["scene_key"])
         for r in todo.select(["uri", "version", "modified", "reason", "scene_key"]).to_pylist()
     ]
     failed_before = listing.filter(held).sort_by([("modified", "ascending"), ("uri", "ascending")])
@@ -388,14 +397,14 @@ def plan_scan(
     cap = config.max_scenes if config.max_scenes is not None else len(planned)
     return ScanPlan(
         source=config.source,
-        model_sha256=model_sha256,
+        model_sha256=stamp.model_sha256,
         mode=config.mode,
         listed=len(all_uris),
         todo=tuple(planned[:cap]),
         deferred=tuple(planned[cap:]),
         unchanged=pc.sum(is_ok).as_py() or 0,
         failed_before=tuple(
-            SceneRef(r["uri"], r["version"], r["modified"]) for r in failed_before.to_pylist()
+            Scene(r["uri"], r["version"], r["modified"]) for r in failed_before.to_pylist()
         ),
         deleted=tuple(sorted(gone.to_pylist())),
         ignored=ignored,
@@ -422,12 +431,9 @@ def run_scan(config: ScanConfig, echo: Callable[[str], None] = click.echo) -> Sc
             echo("dry run: nothing detected, nothing written")
         return ScanSummary(ok=0, failed=0, **counts)
 
-    from jobs.detect import DetectConfig, detect_scenes
+    from jobs.detect import detect_scenes
 
-    detect_config = DetectConfig(
-        bundle=config.bundle, out=config.reports, mode=config.mode, backend=config.backend,
-        workers=config.workers, address=config.address, progress=config.progress,
-    )  # fmt: skip
+    detect_config = config.detect_config()
     started = time.perf_counter()
     outcomes = {o.uri: o for o in detect_scenes(detect_config, [p.ref for p in plan.todo])}
     ok, failures = 0, []
@@ -542,17 +548,18 @@ def stop_on_signals(stop: threading.Event, echo: Callable[[str], None]) -> Itera
 @click.option("--max-scenes", type=int, default=None, help="Detect at most N scenes per scan.")
 @click.option("--dry-run", is_flag=True, help="Print what would be detected; write nothing.")
 @click.option("--retry-failed", is_flag=True, help="Retry scenes that failed at the same version.")
-@click.option("--mode", type=click.Choice(MODES), default="fcn", show_default=True)
+@options.mode_option
 @click.option(
-    "--backend", default="auto", show_default=True,
-    help="auto | torch | onnxruntime | openvino | tensorrt",
+    "--threshold", type=float, default=0.5, show_default=True,
+    help="Detection threshold; part of each result's key, so another value is new work.",
 )  # fmt: skip
-@click.option("--workers", type=int, default=None, help="Detection actors; 0 = no Ray.")
-@address_option
-@verbose_option
+@options.backend_option
+@options.workers_option
+@options.address_option
+@options.verbose_option
 @click.pass_context
 def scan(ctx, source, bundle, reports, suffixes, every, max_scenes, dry_run, retry_failed, mode,
-         backend, workers, address):  # fmt: skip
+         threshold, backend, workers, address):  # fmt: skip
     """Detect whale faces in new or changed scenes under SOURCE (s3://BUCKET/PREFIX or a directory).
 
     Exit code: 0 all scenes ok, 1 some scenes failed (or the scan could not run), 2 usage error.
@@ -563,7 +570,8 @@ def scan(ctx, source, bundle, reports, suffixes, every, max_scenes, dry_run, ret
         config = ScanConfig(
             source=source, bundle=bundle, reports=reports, suffixes=suffixes, every=every,
             max_scenes=max_scenes, dry_run=dry_run, retry_failed=retry_failed, mode=mode,
-            backend=backend, workers=workers, address=address, progress=sys.stderr.isatty(),
+            threshold=threshold, backend=backend, workers=workers, address=address,
+            progress=sys.stderr.isatty(),
         )  # fmt: skip
     except ValueError as err:
         raise click.UsageError(str(err)) from err

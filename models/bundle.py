@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from storage.atomic import replace_dir, temp_dir, write_bytes_atomic
-from storage.cache import cache_dir, cached_dir, cached_file, evict
+from storage.cache import cache_dir, cached_dir, evict, fetch_cached
+from storage.s3 import StorageError
+from storage.uri import S3Uri, is_s3
 
 WEIGHTS = "model.safetensors"
 MANIFEST = "bundle.json"
@@ -114,8 +116,11 @@ def update_manifest(bundle: Bundle, **changes: Any) -> Bundle:
 
 def load_bundle(path: str | Path) -> Bundle:
     """Read and validate a bundle directory or ``.tar``; raise :class:`BundleError` on any problem."""
-    if str(path).startswith("s3://"):
-        path = _fetch_s3(str(path))
+    if is_s3(path):
+        try:
+            path = fetch_cached(S3Uri.parse(path), "bundles", suffix=".tar")
+        except (StorageError, ValueError) as e:
+            raise BundleError(f"{str(path)!r}: cannot fetch model bundle ({e})") from e
     p = Path(path)
     if not p.exists():
         raise BundleError(f"{str(p)!r}: no such model bundle")
@@ -271,32 +276,6 @@ def _bundle_root(dest: Path) -> Path:
     if not (dest / MANIFEST).exists() and len(inner) == 1:
         return inner[0]
     return dest
-
-
-def _fetch_s3(uri: str) -> Path:
-    """Download a bundle ``.tar`` from S3 once per ETag into the per-user bundle cache.
-
-    Each download goes to its own temporary name and is renamed into place, so concurrent
-    fetches of one bundle never interleave; a cached copy of the wrong size is fetched again.
-    """
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from tiling.s3 import parse_s3_uri, s3_client
-
-    bucket, key = parse_s3_uri(uri)
-    client = s3_client()
-    try:
-        head = client.head_object(Bucket=bucket, Key=key)
-        etag, size = head["ETag"].strip('"'), head["ContentLength"]
-        name = hashlib.sha256(f"{uri}@{etag}".encode()).hexdigest()[:16] + ".tar"
-        return cached_file(
-            "bundles",
-            name,
-            lambda tmp: client.download_file(bucket, key, str(tmp)),
-            valid=lambda p: p.stat().st_size == size,  # a truncated copy is fetched again
-        )
-    except (BotoCoreError, ClientError) as e:
-        raise BundleError(f"{uri!r}: cannot fetch model bundle ({e})") from e
 
 
 def _versions() -> dict[str, str]:

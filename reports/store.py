@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from storage.atomic import TMP_PREFIX, write_bytes_atomic
+from storage.s3 import get_bytes, put_bytes, s3_client
+from storage.uri import S3Uri, is_s3
 
 __all__ = ["LocalStore", "S3Store", "Store", "open_store"]
 
@@ -134,14 +136,10 @@ class S3Store(Store):
     """
 
     def __init__(self, root: str):
-        if not root.startswith("s3://"):
-            raise ValueError(f"{root!r}: expected s3://bucket[/prefix]")
-        bucket, _, prefix = root[len("s3://") :].partition("/")
-        if not bucket:
-            raise ValueError(f"{root!r}: no bucket name")
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self.root = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        base = S3Uri.parse(root)
+        self.bucket = base.bucket
+        self.prefix = base.key.strip("/")
+        self.root = str(base.child(self.prefix)).rstrip("/")
         self._client: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -150,8 +148,6 @@ class S3Store(Store):
     @property
     def client(self) -> Any:
         if self._client is None:
-            from tiling.s3 import s3_client
-
             self._client = s3_client()
         return self._client
 
@@ -159,15 +155,17 @@ class S3Store(Store):
         _check_relpath(relpath)
         return f"{self.prefix}/{relpath}" if self.prefix else relpath
 
+    def _object(self, relpath: str) -> S3Uri:
+        return S3Uri(self.bucket, self._key(relpath))
+
     def write_bytes(self, relpath: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(relpath), Body=data)
+        put_bytes(self._object(relpath), data, self.client)
 
     def read_bytes(self, relpath: str) -> bytes:
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(relpath))
-        except self.client.exceptions.NoSuchKey as err:
+            return get_bytes(self._object(relpath), self.client)
+        except FileNotFoundError as err:
             raise FileNotFoundError(f"{self.uri(relpath)!r}: no such report object") from err
-        return resp["Body"].read()
 
     def list(self, prefix: str = "") -> list[str]:
         root_prefix = f"{self.prefix}/" if self.prefix else ""
@@ -189,7 +187,7 @@ class S3Store(Store):
         return True
 
     def uri(self, relpath: str = "") -> str:
-        return f"s3://{self.bucket}/{self._key(relpath)}" if relpath else self.root
+        return str(self._object(relpath)) if relpath else self.root
 
     def delete(self, relpaths: list[str]) -> None:
         for start in range(0, len(relpaths), 1000):  # DeleteObjects takes up to 1000 keys
@@ -229,7 +227,7 @@ class S3Store(Store):
 def open_store(root: str | os.PathLike[str]) -> Store:
     """A ``Store`` for ``root``: ``s3://bucket[/prefix]``, ``file:///dir`` or a local directory."""
     text = os.fspath(root)
-    if text.startswith("s3://"):
+    if is_s3(text):
         return S3Store(text)
     if text.startswith("file://"):
         text = text[len("file://") :]

@@ -1,1 +1,1 @@
-"""Where whalescan keeps bytes: atomic local publishing and the per-user cache."""
+"""Storage: S3 URIs, the S3 client and its operations, atomic local writes, download caches."""

@@ -1,4 +1,4 @@
-"""The per-user whalescan cache: extracted and downloaded bundles, exported artefacts.
+"""The per-user whalescan cache: downloaded objects, extracted bundles, exported artefacts.
 
 Lives in ``$XDG_CACHE_HOME/whalescan`` (default ``~/.cache/whalescan``), so jobs of different
 users on one node never share (or fight over the permissions of) one ``/tmp`` folder. Entries
@@ -10,14 +10,25 @@ whalescan) is evicted and built again once, instead of failing every later run.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from storage.atomic import publish_dir, temp_dir, write_bytes_atomic
+from storage.uri import S3Uri
 
-__all__ = ["cache_dir", "cache_root", "cached_dir", "cached_file", "evict", "write_cached_bytes"]
+__all__ = [
+    "cache_dir",
+    "cache_root",
+    "cached_dir",
+    "cached_file",
+    "evict",
+    "fetch_cached",
+    "write_cached_bytes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +101,23 @@ def write_cached_bytes(kind: str, name: str, data: bytes) -> Path:
     """Store ``data`` as file entry ``name`` of ``kind`` unless present; return its path."""
     entry = cache_dir(kind) / name
     return entry if entry.is_file() else write_bytes_atomic(entry, data)
+
+
+def fetch_cached(uri: S3Uri, cache: str, suffix: str = "", client: Any = None) -> Path:
+    """A local copy of the object's current version, downloaded once per ETag into ``cache``.
+
+    One HEAD each call (so a replaced object is fetched again); ``StorageError`` naming the URI
+    when the object cannot be reached. Concurrent fetches each download to their own temporary
+    name; a cached copy whose size differs from the object's (truncated) is fetched again.
+    """
+    from storage.s3 import download, head, s3_client
+
+    client = client or s3_client()
+    version = head(uri, client)
+    name = hashlib.sha256(f"{uri}@{version.etag}".encode()).hexdigest()[:16] + suffix
+    return cached_file(
+        cache,
+        name,
+        lambda tmp: download(uri, tmp, client),
+        valid=lambda p: version.size is None or p.stat().st_size == version.size,
+    )

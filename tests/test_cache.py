@@ -131,7 +131,7 @@ def test_a_damaged_cache_entry_is_rebuilt_once(big, tmp_path, fresh_cache):
 
 
 def test_processes_fetching_one_s3_bundle_at_once_all_load_it(big, tmp_path, fresh_cache, bucket):
-    from tiling.s3 import s3_client
+    from storage.s3 import s3_client
 
     tar = _flat_tar(big, tmp_path / "bundle.tar")
     s3_client().upload_file(str(tar), bucket, "models/bundle.tar")

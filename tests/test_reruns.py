@@ -22,10 +22,11 @@ import pytest
 from jobs.detect import DetectConfig, run_detect
 from reports.compact import compact
 from reports.ledger import read_ledger, read_scenes, write_scene_result
-from reports.schema import SceneMeta
+from reports.run import Attempt, RunStamp, SceneRun
 from reports.sql import load_query
 from reports.store import open_store
 from tests.helpers import noise_scene, untrained_bundle
+from tiling.scene import Scene
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,23 +159,20 @@ def test_a_failed_rerun_after_a_success_leaves_no_detections_that_contradict_it(
     assert failure[0] == str(scene)
 
 
-def _meta(i: int) -> SceneMeta:
-    return SceneMeta(uri=f"s3://b/s{i}.tif", version="v1", width=10, height=10,
-                     modified=datetime(2024, 5, 1 + i % 3, tzinfo=UTC))  # fmt: skip
-
-
-def _attempt(i: int, n: int, status: str = "failed") -> dict:
-    finished = datetime(2024, 6, 1, tzinfo=UTC) + timedelta(seconds=n)
-    return {"status": status, "error": "boom" if status != "ok" else None, "seconds": 1.0,
-            "mode": "fcn", "model_sha256": "m" * 64, "run_id": f"run-{n:06d}-{i}",
-            "started_at": finished, "finished_at": finished}  # fmt: skip
+def _write_attempt(store, i: int, n: int) -> None:
+    """Attempt ``n`` (failed) of scene ``i``: run ``run-<n>-<i>``, finished ``n`` s after noon."""
+    scene = Scene(f"s3://b/s{i}.tif", "v1", datetime(2024, 5, 1 + i % 3, tzinfo=UTC), 10, 10)
+    stamp = RunStamp(f"run-{n:06d}-{i}", "m" * 64, "fcn", "torch:cpu", key_parameters={"t": 0.5})
+    finished = datetime(2024, 6, 1, 12, tzinfo=UTC) + timedelta(seconds=n)
+    write_scene_result(store, SceneRun(scene, stamp), Attempt("failed", "boom", 1.0, finished,
+                                                              finished))  # fmt: skip
 
 
 def test_compaction_keeps_each_keys_latest_attempt_and_loses_none_written_meanwhile(tmp_path):
     store = open_store(tmp_path / "reports")
     for n in range(3):  # three attempts of nine keys over three dt= partitions
         for i in range(9):
-            write_scene_result(store, _meta(i), None, _attempt(i, n))
+            _write_attempt(store, i, n)
     before = read_ledger(store).to_pylist()
     assert len(read_scenes(store)) == 27 and len(before) == 9
 
@@ -185,7 +183,7 @@ def test_compaction_keeps_each_keys_latest_attempt_and_loses_none_written_meanwh
         n = 3
         while not stop.is_set():
             for i in range(9):
-                write_scene_result(store, _meta(i), None, _attempt(i, n))
+                _write_attempt(store, i, n)
                 written[i] = f"run-{n:06d}-{i}"
             n += 1
 
