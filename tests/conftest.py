@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 
 import pytest
 
@@ -12,6 +13,9 @@ from tests.helpers import S3_SECRET
 # Tests that don't test auth run Ray without token authentication (DESIGN.md field notes).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# The per-user cache (bundles, exported artefacts) of this test session: never the user's own.
+# Set before any Ray instance starts, so workers inherit it.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="whalescan-test-cache-")
 
 
 def free_port() -> int:
