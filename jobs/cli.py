@@ -15,6 +15,7 @@ from jobs.logs import configure_logging
 # name -> "module:attribute" of a click command or group.
 COMMANDS = {
     "synth": "jobs.synth:synth",
+    "chips": "jobs.chips:chips",
     "train": "jobs.train:train",
     "eval": "jobs.evaluate:evaluate",
     "detect": "jobs.detect:detect",

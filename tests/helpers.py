@@ -1,7 +1,8 @@
-"""Small builders shared by tests: an untrained bundle and tiny GeoTIFFs."""
+"""Small builders shared by tests: an untrained bundle, tiny GeoTIFFs and labelled scenes."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,45 @@ def read_detections(reports: Path):
 def read_scene_rows(reports: Path):
     files = sorted((reports / "scenes").rglob("*.parquet"))
     return pads.dataset(files, format="parquet").to_table()
+
+
+# --- labelled scenes: bright squares as faces ---
+
+FACES = {  # scene → face box centres (col, row), 20 x 20 px bright squares
+    "s0.tif": [(60, 60), (200, 150)],
+    "s1.tif": [(100, 200), (300, 80)],
+    "s2.tif": [(330, 220)],
+}
+BLOB = (250, 250)  # a white distractor in every scene, far from the faces
+GSD = 0.05
+
+
+def square_scene(path: Path, centres, dtype="uint8", crs="EPSG:32619", seed=0) -> np.ndarray:
+    """A 400 x 300 scene of grey noise with a 20 px face square (R 200, G 120, B 200) centred on
+    each of ``centres`` and a white distractor at ``BLOB``; ``GSD`` m pixels unless crs is None."""
+    rng = np.random.default_rng(seed)
+    data = (60 + rng.integers(0, 6, (3, 300, 400))).astype(np.float64)
+    for cx, cy in centres:
+        data[:, cy - 10 : cy + 10, cx - 10 : cx + 10] = 200
+        data[1, cy - 10 : cy + 10, cx - 10 : cx + 10] = 120
+    bx, by = BLOB
+    data[:, by - 6 : by + 6, bx - 6 : bx + 6] = 250
+    scale = 16 if dtype == "uint16" else 1
+    write_tif(path, (data * scale).astype(dtype), crs=crs)
+    if crs:
+        with rasterio.open(path, "r+") as ds:
+            ds.transform = from_origin(500000.0, 4600000.0, GSD, GSD)
+    return data.astype(np.uint8)
+
+
+def labelled_squares(tmp_path: Path) -> Path:
+    """Three :func:`square_scene` GeoTIFFs and their DeepForest ``labels.csv``; returns the CSV."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, centres in FACES.items():
+        square_scene(tmp_path / name, centres, seed=len(rows))
+        rows += [[name, cx - 10, cy - 10, cx + 10, cy + 10, "whale_face"] for cx, cy in centres]
+    path = tmp_path / "labels.csv"
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([["image_path", "xmin", "ymin", "xmax", "ymax", "label"], *rows])
+    return path
