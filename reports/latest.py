@@ -15,7 +15,7 @@ from reports.ledger import conform, read_scenes
 from reports.schema import DETECTIONS_SCHEMA
 from reports.store import Store
 
-__all__ = ["detection_relpaths", "latest_rows", "read_detections"]
+__all__ = ["detection_relpaths", "latest_detections", "latest_rows", "read_detections"]
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -56,3 +56,16 @@ def read_detections(
         )
         table = table.sort_by(keys)
     return table
+
+
+def latest_detections(store: Store, columns: Iterable[str] | None = None) -> pa.Table:
+    """The detections of each scene's latest attempt (``ok`` ones; see :func:`latest_rows`),
+    in ``DETECTIONS_SCHEMA`` (or its ``columns``), scene by scene, best score first."""
+    paths = detection_relpaths(store)
+    names = list(columns) if columns is not None else DETECTIONS_SCHEMA.names
+    tables = [
+        read_detections(store, paths.get(r["scene_key"]), names)
+        for r in latest_rows(store)
+        if r["status"] == "ok"
+    ]
+    return pa.concat_tables(tables) if tables else read_detections(store, None, names)

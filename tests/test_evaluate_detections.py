@@ -8,8 +8,6 @@ import csv
 import io
 import json
 import math
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,14 +15,9 @@ from click.testing import CliRunner
 
 from jobs.evaluate_detections import EvaluateConfig, box_iou, evaluate, run_evaluate
 from reports.evaluate import pair_scenes
-from reports.geoparquet import detections_table
-from reports.ledger import write_scene_result
-from reports.run import Attempt, RunStamp, SceneRun
 from reports.store import open_store
-from tests.helpers import ORIGIN, UTM19N, write_tif
-from tiling.scene import Scene
+from tests.helpers import record_attempt, write_tif
 
-T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 W, H = 400, 300
 
 # scene -> truth boxes and (box, score) detections; a: hand-counted below.
@@ -48,22 +41,6 @@ DETECTIONS = {
 }
 
 
-def record(store, path: Path, dets, *, model="a" * 64, minutes=0, status="ok"):
-    scene = Scene(
-        uri=str(path), version="v1", modified=T0, width=W, height=H, bands=3, dtype="uint8",
-        crs=UTM19N, transform=ORIGIN,
-    )  # fmt: skip
-    run = SceneRun(scene, RunStamp(f"run-{minutes}", model, "fcn", "torch:cpu"))
-    done = T0 + timedelta(minutes=minutes)
-    attempt = Attempt(status, None if status == "ok" else "read failed", 1.0, T0, done)
-    table = None
-    if status == "ok":
-        boxes = np.array([b for b, _ in dets], np.float64).reshape(-1, 4)
-        scores = np.array([s for _, s in dets], np.float32)
-        table = detections_table(run, boxes, scores, label="whale_face", detected_at=done)
-    write_scene_result(store, run, attempt, table)
-
-
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
     """Scenes a–e as GeoTIFFs, their labels CSV, and a reports root with older attempts."""
@@ -78,11 +55,11 @@ def case(tmp_path_factory):
         csv.writer(f).writerows(rows)
     store = open_store(root / "reports")
     # Older attempts that must not count: a perfect run on a (another model), an ok run on d.
-    record(store, root / "a.tif", [(b, 0.99) for b in TRUTH["a.tif"]], model="0" * 64)
-    record(store, root / "d.tif", [(TRUTH["d.tif"][0], 0.9)])
+    record_attempt(store, root / "a.tif", [(b, 0.99) for b in TRUTH["a.tif"]], model="0" * 64)
+    record_attempt(store, root / "d.tif", [(TRUTH["d.tif"][0], 0.9)])
     for name, dets in DETECTIONS.items():
-        record(store, root / name, dets, minutes=5)
-    record(store, root / "d.tif", [], minutes=9, status="failed")
+        record_attempt(store, root / name, dets, minutes=5)
+    record_attempt(store, root / "d.tif", [], minutes=9, status="failed")
     return root, labels
 
 
@@ -232,7 +209,9 @@ def test_random_scenes_agree_with_pycocotools_and_the_reference(tmp_path):
         dets[:, 2:] = np.maximum(dets[:, 2:], dets[:, :2] + 2)
         dets = np.clip(dets, 0, [W, H, W, H])
         scores = rng.choice([0.2, 0.4, 0.6, 0.8], 9)
-        record(store, path, list(zip(dets.tolist(), scores.tolist(), strict=True)), minutes=1)
+        record_attempt(
+            store, path, list(zip(dets.tolist(), scores.tolist(), strict=True)), minutes=1
+        )
     labels = tmp_path / "labels.csv"
     with labels.open("w", newline="") as f:
         csv.writer(f).writerows(rows)
