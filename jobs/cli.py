@@ -18,6 +18,8 @@ COMMANDS = {
     "chips": "jobs.chips:chips",
     "train": "jobs.train:train",
     "eval": "jobs.evaluate:evaluate",
+    "evaluate": "jobs.evaluate_detections:evaluate",
+    "export-detections": "jobs.export_detections:export_detections",
     "detect": "jobs.detect:detect",
     "export": "jobs.export:export",
     "bench": "jobs.bench:bench",

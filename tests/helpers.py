@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from rasterio.transform import from_origin
 UTM19N = "EPSG:32619"
 S3_SECRET = "testing-SECRET-do-not-log"  # the secret key the s3_server fixture sets
 ORIGIN = from_origin(400000.0, 4640000.0, 0.1, 0.1)
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)  # when record_attempt's attempts start
 
 
 def untrained_bundle(path: Path, seed: int = 0, input_size: int = 64) -> Path:
@@ -48,6 +50,32 @@ def write_tif(path: Path, data: np.ndarray, crs: str | None = UTM19N, **profile)
 def noise_scene(path: Path, width: int, height: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     return write_tif(path, (rng.random((3, height, width)) * 255).astype("uint8"))
+
+
+def record_attempt(store, path: Path, dets, *, model="a" * 64, minutes=0, status="ok", crs=UTM19N):
+    """Write one detect attempt on the GeoTIFF ``path`` into ``store`` as detect would: ``dets``
+    are ``(box, score)`` pairs in scene px; it finishes ``minutes`` after ``T0``; a not-ok
+    ``status`` records the error "read failed" and no detections."""
+    from reports.geoparquet import detections_table
+    from reports.ledger import write_scene_result
+    from reports.run import Attempt, RunStamp, SceneRun
+    from tiling.scene import Scene
+
+    with rasterio.open(path) as ds:
+        width, height = ds.width, ds.height
+    scene = Scene(
+        uri=str(path), version="v1", modified=T0, width=width, height=height, bands=3,
+        dtype="uint8", crs=crs, transform=ORIGIN if crs else None,
+    )  # fmt: skip
+    run = SceneRun(scene, RunStamp(f"run-{minutes}", model, "fcn", "torch:cpu"))
+    done = T0 + timedelta(minutes=minutes)
+    attempt = Attempt(status, None if status == "ok" else "read failed", 1.0, T0, done)
+    table = None
+    if status == "ok":
+        boxes = np.array([b for b, _ in dets], np.float64).reshape(-1, 4)
+        scores = np.array([s for _, s in dets], np.float32)
+        table = detections_table(run, boxes, scores, label="whale_face", detected_at=done)
+    write_scene_result(store, run, attempt, table)
 
 
 def read_detections(reports: Path):
