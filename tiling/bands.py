@@ -15,16 +15,22 @@ from dataclasses import dataclass
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioError
 
 from tiling.scene import SceneError
 
 
 @dataclass(frozen=True)
 class Scaling:
-    """Per-band linear map to 0..255: ``out = clip((raw − offset) · gain, 0, 255)``."""
+    """Per-band linear map to 0..255: ``out = clip((raw − offset) · gain, 0, 255)``.
+
+    ``fill``: the 0..255 value per band that pixels outside the scene or nodata take (the scene's
+    median colour: open water, not a dark edge a model takes for a head); empty means 0.
+    """
 
     offset: tuple[float, ...]
     gain: tuple[float, ...]
+    fill: tuple[float, ...] = ()
 
     def apply(self, raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(bands, rows, cols) raw values → float32 on the 0..255 scale, into ``out`` if given."""
@@ -71,6 +77,15 @@ def parse_scale(spec: str) -> tuple[str, tuple[float, ...]]:
 
 def resolve_scaling(ds: rasterio.DatasetReader, bands: tuple[int, ...], spec: str) -> Scaling:
     """The :class:`Scaling` for ``bands`` of ``ds`` under ``spec`` (statistics from an overview)."""
+    offset, gain = _linear(ds, bands, spec)
+    median = np.nan_to_num(_nanmedian(_sample(ds, bands)), nan=0.0)
+    fill = tuple(
+        float(np.clip((m - o) * g, 0, 255)) for m, o, g in zip(median, offset, gain, strict=True)
+    )
+    return Scaling(offset, gain, fill)
+
+
+def _linear(ds, bands: tuple[int, ...], spec: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     kind, args = parse_scale(spec)
     n = len(bands)
     dtype = np.dtype(ds.dtypes[bands[0] - 1])
@@ -83,18 +98,26 @@ def resolve_scaling(ds: rasterio.DatasetReader, bands: tuple[int, ...], spec: st
             hi = float(np.nanmax(_sample(ds, bands)))
             kind, args = ("range", (0.0, 1.0)) if hi <= 1.0 else ("percentile", (0.1, 99.9))
     if kind == "none":
-        return Scaling((0.0,) * n, (1.0,) * n)
+        return (0.0,) * n, (1.0,) * n
     if kind == "bits":
-        return Scaling((0.0,) * n, (255.0 / (2 ** args[0] - 1),) * n)
+        return (0.0,) * n, (255.0 / (2 ** args[0] - 1),) * n
     if kind == "range":
         lo, hi = args
-        return Scaling((lo,) * n, (255.0 / max(hi - lo, 1e-12),) * n)
+        return (lo,) * n, (255.0 / max(hi - lo, 1e-12),) * n
     sample = _sample(ds, bands)
     lo = np.nanpercentile(sample, args[0], axis=(1, 2))
     hi = np.nanpercentile(sample, args[1], axis=(1, 2))
-    return Scaling(
-        tuple(map(float, lo)),
-        tuple(float(255.0 / max(top - bottom, 1e-12)) for bottom, top in zip(lo, hi, strict=True)),
+    gain = tuple(
+        float(255.0 / max(top - bottom, 1e-12)) for bottom, top in zip(lo, hi, strict=True)
+    )
+    return tuple(map(float, lo)), gain
+
+
+def _nanmedian(sample: np.ndarray) -> np.ndarray:
+    """Per-band median of the valid (non-NaN) values; NaN for a band with none."""
+    flat = sample.reshape(sample.shape[0], -1)
+    return np.array(
+        [np.median(b[np.isfinite(b)]) if np.isfinite(b).any() else np.nan for b in flat]
     )
 
 
@@ -102,7 +125,11 @@ def _sample(ds: rasterio.DatasetReader, bands: tuple[int, ...], side: int = 1024
     """A decimated read of the whole scene (GDAL serves it from overviews when present), valid pixels only."""
     f = max(1, max(ds.width, ds.height) // side)
     shape = (len(bands), max(1, ds.height // f), max(1, ds.width // f))
-    data = ds.read(bands, out_shape=shape, masked=True).astype(np.float64)
+    try:
+        data = ds.read(bands, out_shape=shape, masked=True).astype(np.float64)
+    except RasterioError as e:
+        # the first read of a scene: a truncated or corrupt file fails here
+        raise SceneError(f"{ds.name!r}: read failed ({str(e).splitlines()[0]})") from e
     return data.filled(np.nan)
 
 
