@@ -2,8 +2,9 @@
 
 Models are trained on 8-bit RGB chips. ``--scale auto`` (the default) maps other data onto that
 scale without changing its contrast: 8-bit data passes through; integer data wider than 8 bits is
-divided by its bit depth, the smallest of 10/12/14/16 bits that holds the 99.99th percentile of
-the scene's overview (so 12-bit-in-16-bit imagery is read as 12-bit); float data ≤ 1 is treated
+divided by its bit depth: the file's own (the ``NBITS`` tag GDAL reports for packed and unpacked
+12-bit GeoTIFFs), else the smallest of 10/12/14/16 bits that holds the 99.99th percentile of the
+scene's overview (so 12-bit-in-16-bit imagery without the tag is read as 12-bit); float data ≤ 1 is treated
 as reflectance (× 255), larger floats are stretched between the 0.1th and 99.9th percentiles.
 Explicit specs: ``none``, ``bits:N``, ``range:LO,HI``, ``percentile:P1,P2``.
 """
@@ -93,7 +94,7 @@ def _linear(ds, bands: tuple[int, ...], spec: str) -> tuple[tuple[float, ...], t
         if dtype == np.uint8:
             kind = "none"
         elif dtype.kind in "ui":
-            kind, args = "bits", (_bit_depth(_sample(ds, bands)),)
+            kind, args = "bits", (metadata_bits(ds, bands) or _bit_depth(_sample(ds, bands)),)
         else:
             hi = float(np.nanmax(_sample(ds, bands)))
             kind, args = ("range", (0.0, 1.0)) if hi <= 1.0 else ("percentile", (0.1, 99.9))
@@ -111,6 +112,17 @@ def _linear(ds, bands: tuple[int, ...], spec: str) -> tuple[tuple[float, ...], t
         float(255.0 / max(top - bottom, 1e-12)) for bottom, top in zip(lo, hi, strict=True)
     )
     return tuple(map(float, lo)), gain
+
+
+def metadata_bits(ds: rasterio.DatasetReader, bands: tuple[int, ...]) -> int | None:
+    """The bit depth the file declares (GDAL's ``NBITS`` in the IMAGE_STRUCTURE domain), if any.
+
+    GeoTIFFs written with ``NBITS=12`` (packed or not) carry it per band; the widest band wins.
+    """
+    declared = [ds.tags(b, ns="IMAGE_STRUCTURE").get("NBITS") for b in bands]
+    declared.append(ds.tags(ns="IMAGE_STRUCTURE").get("NBITS"))
+    bits = [int(v) for v in declared if v and v.isdigit() and 0 < int(v) <= 32]
+    return max(bits) if bits else None
 
 
 def _nanmedian(sample: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ __all__ = [
     "boxes_to_map",
     "box_corners",
     "crs_string",
+    "scene_georef",
     "to_lonlat",
 ]
 
@@ -43,6 +44,23 @@ def crs_string(crs: CRS | str | int | None) -> str | None:
     if crs is None:
         return None
     return _as_crs(crs).to_string()
+
+
+def scene_georef(ds) -> tuple[CRS | None, Affine | None]:
+    """An open dataset's CRS and pixel → CRS transform (``offset="ul"``), or (None, None).
+
+    The geotransform when the file has a CRS; for GCP-only files (scanned or raw mosaics
+    georeferenced by ground control points) the CRS of the GCPs and the affine transform
+    least-squares fitted to them (``rasterio.transform.from_gcps``, GDAL's
+    ``GDALGCPsToGeoTransform``, the first-order polynomial GDAL warps such files with when
+    they have few GCPs). Rotated and south-up transforms are kept as they are.
+    """
+    if ds.crs:
+        return ds.crs, ds.transform
+    gcps, gcp_crs = ds.gcps
+    if gcps and gcp_crs:
+        return gcp_crs, rasterio.transform.from_gcps(gcps)
+    return None, None
 
 
 def _as_crs(crs: CRS | str | int) -> CRS:

@@ -50,6 +50,10 @@ def read_window(
         mask = None if _all_valid(ds, bands) else ds.dataset_mask(window=inner) > 0
     except RasterioError as e:
         raise SceneError(f"{uri!r}: read failed at {_fmt(inner)} ({str(e).splitlines()[0]})") from e
+    if raw.dtype.kind == "f":  # NaN/inf without a declared nodata value are nodata too
+        finite = np.isfinite(raw).all(axis=0)
+        if not finite.all():
+            mask = finite if mask is None else mask & finite
     scaling.apply(raw, out=pixels[:, rs, cs])
     if mask is None:
         valid[rs, cs] = True

@@ -10,6 +10,8 @@ import rasterio
 from affine import Affine
 from rasterio.errors import RasterioError
 
+from tiling.geo import crs_string, scene_georef
+
 
 class SceneError(OSError):
     """A scene cannot be used: missing, not a raster, truncated, too small, wrong bands…"""
@@ -91,10 +93,12 @@ def open_scene(uri: str) -> rasterio.DatasetReader:
 
 
 def describe(ds: rasterio.DatasetReader, uri: str) -> SceneInfo:
-    """SceneInfo of an open dataset; a scene without a CRS keeps ``crs``/``transform`` None."""
-    crs = ds.crs.to_string() if ds.crs else None
-    transform = ds.transform if ds.crs else None
-    return SceneInfo(uri, ds.width, ds.height, ds.count, ds.dtypes[0], crs, transform, ds.nodata)
+    """SceneInfo of an open dataset; a scene without a CRS (or GCPs) keeps ``crs``/``transform``
+    None. GCP-only scenes get the GCPs' CRS and the affine fitted to them (``scene_georef``)."""
+    crs, transform = scene_georef(ds)
+    return SceneInfo(
+        uri, ds.width, ds.height, ds.count, ds.dtypes[0], crs_string(crs), transform, ds.nodata
+    )
 
 
 def _short(e: Exception) -> str:
