@@ -57,14 +57,14 @@ def run(bundle: str, seeds, width: int, height: int, whales: int, gamma: float) 
     from jobs.detect import DetectConfig, run_detect
     from models.bundle import load_bundle
     from reports.truth import match_centres
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
 
     b = load_bundle(bundle)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             scene = Path(tmp) / f"s{seed}.tif"
-            write_scene(scene, width, height, whales=whales, seed=seed)
+            write_scene(scene, SceneSpec(width, height, whales=whales, seed=seed))
             if gamma != 1.0:
                 relook(scene, gamma)
             (o,) = run_detect(

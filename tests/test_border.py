@@ -12,7 +12,7 @@ import rasterio
 from rasterio.windows import Window
 
 from jobs.detect import DetectConfig, run_detect
-from synth.scene import write_scene
+from synth.scene import SceneSpec, write_scene
 from tests.helpers import read_detections
 from tiling.bands import resolve_scaling
 from tiling.read import read_window
@@ -66,7 +66,9 @@ def test_faces_on_all_four_sides_are_found_and_the_edges_are_not_faces(
 ):
     whales = edge_whales(width, height, np.random.default_rng(seed))
     scene = tmp_path / "edges.tif"
-    write_scene(scene, width, height, whale_positions=whales, seed=seed, distractors=False)
+    write_scene(
+        scene, SceneSpec(width, height, whale_positions=whales, seed=seed, distractors=False)
+    )
     relook(scene, *LOOKS[look])
     boxes, scores = detect(trained, scene, tmp_path / "one", region_size=4096)
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2

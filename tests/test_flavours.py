@@ -24,7 +24,7 @@ from rasterio.enums import ColorInterp
 from rasterio.warp import transform as warp_points
 
 from jobs.detect import DetectConfig, run_detect
-from synth.scene import write_scene
+from synth.scene import SceneSpec, write_scene
 from tests.helpers import read_scene_rows
 from tiling.bands import metadata_bits, resolve_scaling
 
@@ -42,7 +42,7 @@ FOUND_PX = 16  # a face is found by a detection whose centre is within half a fa
 def painted(tmp_path_factory):
     """(3, H, W) uint8 pixels of one scene of whales, no distractors, and the face centres (px)."""
     path = tmp_path_factory.mktemp("painted") / "base.tif"
-    write_scene(path, W, H, whale_positions=WHALES, seed=4711, distractors=False)
+    write_scene(path, SceneSpec(W, H, whale_positions=WHALES, seed=4711, distractors=False))
     with rasterio.open(path) as ds:
         return ds.read(), np.array([(x, y) for x, y, _ in WHALES])
 
