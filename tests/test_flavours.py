@@ -202,16 +202,22 @@ def test_bit_depth_comes_from_the_files_metadata_before_its_content(tmp_path):
 
 def test_a_file_that_cannot_be_used_is_a_failed_row_naming_why(trained, painted, tmp_path):
     two_band = _write(tmp_path / "two.tif", painted[0][:2])
+    corners = [(0, 0), (W, 0), (W, H), (0, H)]
+    warped = [GroundControlPoint(r, c, *(UTM_T @ (c, r))) for c, r in corners]
+    warped[2] = GroundControlPoint(H, W, warped[2].x + 2.0, warped[2].y)  # 20 px off the affine
+    warped_gcps = _write(tmp_path / "warped.tif", painted[0], gcps=warped)
     ungeoreferenced_ok = tmp_path / "plain.tif"
     with rasterio.open(
         ungeoreferenced_ok, "w", driver="GTiff", width=W, height=H, count=3, dtype="uint8"
     ) as ds:
         ds.write(painted[0])
     config = DetectConfig(bundle=str(trained), out=str(tmp_path / "r"),
-                          scenes=(str(two_band), str(ungeoreferenced_ok)), workers=0,
-                          progress=False)  # fmt: skip
+                          scenes=(str(two_band), str(warped_gcps), str(ungeoreferenced_ok)),
+                          workers=0, progress=False)  # fmt: skip
     by_uri = {o.uri: o for o in run_detect(config)}
     assert by_uri[str(two_band)].status == "failed"
     assert "2 band(s)" in by_uri[str(two_band)].error
+    assert by_uri[str(warped_gcps)].status == "failed"
+    assert "px from the best affine fit" in by_uri[str(warped_gcps)].error
     assert by_uri[str(ungeoreferenced_ok)].status == "ok"  # pixel boxes only, no lon/lat
     assert by_uri[str(ungeoreferenced_ok)].detections == len(WHALES)

@@ -159,7 +159,10 @@ def describe(ds: rasterio.DatasetReader, scene: Scene) -> Scene:
     A scene without a CRS (or GCPs) keeps ``crs``/``transform`` None; a GCP-only scene gets the
     GCPs' CRS and the affine fitted to them (``tiling.geo.scene_georef``).
     """
-    crs, transform = scene_georef(ds)
+    try:
+        crs, transform = scene_georef(ds)
+    except ValueError as e:
+        raise SceneError(f"{scene.uri!r}: {e}") from e
     return replace(
         scene, width=ds.width, height=ds.height, bands=ds.count, dtype=ds.dtypes[0],
         crs=crs_string(crs), transform=transform, nodata=ds.nodata,
