@@ -96,3 +96,11 @@ def ray_head():
 
     with started_head(free_port) as head:
         yield head
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One whalenet bundle trained in-process on synthetic chips, shared by the session."""
+    from tests.helpers import trained_bundle
+
+    return trained_bundle(tmp_path_factory.mktemp("trained") / "bundle")

@@ -129,4 +129,52 @@ def labelled_squares(tmp_path: Path) -> Path:
     path = tmp_path / "labels.csv"
     with path.open("w", newline="") as f:
         csv.writer(f).writerows([["image_path", "xmin", "ymin", "xmax", "ymax", "label"], *rows])
+
+
+def trained_bundle(path: Path, chips: int = 600, epochs: int = 5, seed: int = 0) -> Path:
+    """A whalenet bundle trained in-process (no Ray) on synthetic chips: finds painted faces.
+
+    Slower than :func:`untrained_bundle` (~20 s on 2 CPUs): build it once per session.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from models.augment import Augment
+    from models.bundle import save_bundle
+    from models.data import POSITIVE_CLASS, read_dataset
+    from models.scorer import Normalize
+    from models.train_loop import (
+        ChipTensors,
+        LoopConfig,
+        build_model,
+        make_optimizer,
+        make_scheduler,
+        train_one_epoch,
+    )
+    from synth.chips import write_chips
+
+    write_chips(path.with_name(path.name + "-chips"), n=chips, size=64, seed=seed)
+    data = read_dataset(path.with_name(path.name + "-chips"))
+    loop = LoopConfig(
+        input_size=data.chip_size, mean=data.mean, std=data.std, epochs=epochs, batch_size=64,
+        seed=seed, num_classes=len(data.classes),
+    )  # fmt: skip
+    model = build_model(loop)
+    train = ChipTensors(data.train.images, data.train.labels, Augment(loop.augment), seed)
+    loader = DataLoader(
+        train, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
+    optimizer = make_optimizer(model.parameters(), loop)
+    scheduler = make_scheduler(optimizer, loop, len(loader))
+    normalize = Normalize(data.mean, data.std)
+    for epoch in range(epochs):
+        train.epoch = epoch
+        train_one_epoch(model, loader, optimizer, scheduler, normalize)
+    model.eval()
+    save_bundle(
+        path, model, arch="whalenet", arch_args={}, input_size=data.chip_size,
+        mean=data.mean, std=data.std, classes=list(data.classes), positive_class=POSITIVE_CLASS,
+        output_stride=model.output_stride, receptive_field=model.receptive_field,
+        object_size_px=data.face_size_px or data.chip_size / 2,
+    )  # fmt: skip
     return path
