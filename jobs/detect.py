@@ -21,7 +21,16 @@ import numpy as np
 from jobs.options import address_option, verbose_option
 from jobs.worker import DetectorSettings, RegionResult, RegionTask, scene_regions
 from tiling.bands import parse_scale, resolve_scaling, select_bands
-from tiling.scene import SceneError, SceneInfo, SceneRef, describe, open_scene, resolve_scene
+from tiling.sampling import SceneSampling, scene_sampling
+from tiling.scene import (
+    SceneError,
+    SceneInfo,
+    SceneRef,
+    describe,
+    open_scene,
+    resolve_scene,
+    scene_env,
+)
 
 log = logging.getLogger(__name__)
 MODES = ("fcn", "sliding")
@@ -46,6 +55,7 @@ class DetectConfig:
     address: str | None = None
     run_id: str = field(default_factory=lambda: new_run_id())
     progress: bool = True
+    gsd: float | None = None  # metres per pixel of every scene, instead of its georeferencing
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -60,6 +70,8 @@ class DetectConfig:
             raise ValueError(f"batch_size {self.batch_size}: must be ≥ 1")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers {self.workers}: must be ≥ 0")
+        if self.gsd is not None and not self.gsd > 0:
+            raise ValueError(f"gsd {self.gsd}: must be metres per pixel > 0")
         parse_scale(self.scale)
 
 
@@ -74,6 +86,8 @@ class SceneOutcome:
     megapixels: float
     seconds: float
     detections_path: str | None = None
+    gsd_m: float | None = None  # the scene's ground sample distance, None if unknown
+    scale: float = 1.0  # native px per scored px (1: scored at native pixels)
 
 
 @dataclass
@@ -83,6 +97,7 @@ class _Scene:
     index: int
     ref: SceneRef
     info: SceneInfo
+    sampling: SceneSampling
     regions: int
     started: float
     results: list[RegionResult] = field(default_factory=list)
@@ -120,6 +135,11 @@ def detect_scenes(
     from models.bundle import load_bundle
 
     bundle = bundle or load_bundle(config.bundle)
+    if bundle.gsd_m is None:
+        log.warning(
+            "%s records no ground sample distance: scenes are scored at their native pixels",
+            config.bundle,
+        )
     stride = (
         bundle.output_stride if config.mode == "fcn" else (config.stride or bundle.output_stride)
     )
@@ -166,29 +186,34 @@ class _Writer:
     def _tasks(self, scenes, live, bar) -> Iterator[RegionTask]:
         for index, ref in enumerate(scenes):
             try:
-                info, tasks = self._plan(index, ref)
+                info, sampling, tasks = self._plan(index, ref)
             except SceneError as e:
                 failure = _record_failure(self.config, self.bundle, self.store, ref, str(e))
                 self._done(failure, bar)
                 continue
-            live[index] = _Scene(index, ref, info, len(tasks), time.perf_counter())
+            live[index] = _Scene(index, ref, info, sampling, len(tasks), time.perf_counter())
             bar.total += len(tasks)
             bar.refresh()
             yield from tasks
 
     def _plan(self, index: int, ref: SceneRef):
         cfg, b = self.config, self.bundle
-        with open_scene(ref.uri) as ds:
+        with scene_env(ref.uri), open_scene(ref.uri) as ds:
             info = describe(ds, ref.uri)
-            if min(info.width, info.height) < b.input_size:
+            sampling = scene_sampling(ds, ref.uri, b.gsd_m, cfg.gsd)
+            grid = sampling.grid
+            if min(grid.width, grid.height) < b.input_size:
+                at = "" if grid.is_native else f" (at {b.gsd_m} m/px)"
                 raise SceneError(
-                    f"{ref.uri!r}: scene {info.width}×{info.height} px is smaller than one "
+                    f"{ref.uri!r}: scene {grid.width}×{grid.height} px{at} is smaller than one "
                     f"{b.input_size} px window"
                 )
             bands = select_bands(ds, ref.uri, cfg.bands)
             scaling = resolve_scaling(ds, bands, cfg.scale)
-        regions = scene_regions(b, self.stride, info.width, info.height, cfg.region_size)
-        return info, [RegionTask(index, ref.uri, r, bands, scaling) for r in regions]
+        regions = scene_regions(b, self.stride, grid.width, grid.height, cfg.region_size)
+        task_grid = None if grid.is_native else grid
+        tasks = [RegionTask(index, ref.uri, r, bands, scaling, task_grid) for r in regions]
+        return info, sampling, tasks
 
     def _collect(self, result: RegionResult, live: dict[int, _Scene], bar) -> None:
         scene = live[result.scene]
@@ -228,6 +253,7 @@ class _Writer:
         return SceneOutcome(
             scene.ref.uri, "ok", None, len(boxes), _mp(info), seconds,
             store.uri(written.detections) if written.detections else None,
+            scene.sampling.gsd_m, scene.sampling.grid.scale,
         )  # fmt: skip
 
     def _done(self, outcome: SceneOutcome, bar) -> None:
@@ -297,8 +323,15 @@ def _summary(o: SceneOutcome) -> str:
     rate = o.megapixels / o.seconds if o.seconds else 0.0
     return (
         f"{o.uri}: {o.detections} whale face(s), {o.megapixels:.1f} MP in {o.seconds:.1f} s "
-        f"({rate:.1f} MP/s) → {o.detections_path}"
+        f"({rate:.1f} MP/s), {_fmt_scale(o)} → {o.detections_path}"
     )
+
+
+def _fmt_scale(o: SceneOutcome) -> str:
+    """``GSD 3.0 cm, scored at ×0.30`` (scored px per native px), or ``native pixels``."""
+    gsd = "GSD unknown" if o.gsd_m is None else f"GSD {o.gsd_m * 100:.1f} cm"
+    scored = "native pixels" if o.scale == 1.0 else f"scored at ×{1 / o.scale:.2f}"
+    return f"{gsd}, {scored}"
 
 
 def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
@@ -330,19 +363,22 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
               help="auto | none | bits:N | range:LO,HI | percentile:P1,P2")  # fmt: skip
 @click.option("--backend", default="auto", show_default=True,
               help="auto | torch | onnxruntime | openvino | tensorrt")  # fmt: skip
+@click.option("--gsd", type=float, default=None,
+              help="Scenes' metres per pixel, instead of their georeferencing (for files without).")  # fmt: skip
 @click.option("--workers", type=int, default=None,
               help="Detection actors (default: one per GPU, else the CPU default); 0 = no Ray.")  # fmt: skip
 @address_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @verbose_option
 def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold, bands, scale,
-           backend, workers, address, quiet):  # fmt: skip
+           backend, gsd, workers, address, quiet):  # fmt: skip
     """Detect whale faces in SCENES (GeoTIFF paths or s3:// URIs) with the model BUNDLE."""
     try:
         config = DetectConfig(
             bundle=bundle, out=out, scenes=tuple(scenes), mode=mode, stride=stride,
             region_size=region_size, batch_size=batch_size, threshold=threshold, bands=bands,
             scale=scale, backend=backend, workers=workers, address=address, progress=not quiet,
+            gsd=gsd,
         )  # fmt: skip
     except ValueError as e:
         raise click.UsageError(str(e)) from e

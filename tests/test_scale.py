@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pytest
+import rasterio
+from affine import Affine
 
 from models.bundle import BundleError, load_bundle, update_manifest
 from models.data import ChipDataError, read_dataset
+from tests.helpers import UTM19N as UTM
 from tests.helpers import untrained_bundle
 
 # --- the GSD a bundle is trained at ---
@@ -68,3 +72,121 @@ def test_train_cli_rejects_a_bad_gsd(tmp_path):
     root = _chips(tmp_path / "d", None)
     res = CliRunner().invoke(train, [str(root), "--out", str(tmp_path / "o"), "--gsd", "-1"])
     assert res.exit_code == 2 and "gsd_m" in res.output
+
+
+# --- detection at the bundle's GSD ---
+
+
+def _detect(bundle, scenes, out, **kw):
+    from jobs.detect import DetectConfig, run_detect
+
+    config = DetectConfig(
+        bundle=str(bundle), out=str(out), scenes=tuple(map(str, scenes)), workers=0,
+        progress=False, backend="torch", **kw,
+    )  # fmt: skip
+    return run_detect(config)
+
+
+def _boxes(reports):
+    from tests.helpers import read_detections
+
+    t = read_detections(reports)
+    cols = ("px_xmin", "px_ymin", "px_xmax", "px_ymax")
+    return np.stack([t[c].to_numpy() for c in cols], 1), t["score"].to_numpy()
+
+
+def _write(path, data, gsd_m: float | None, **profile):
+    geo = {"crs": UTM, "transform": Affine(gsd_m, 0, 4e5, 0, -gsd_m, 4.6e6)} if gsd_m else {}
+    count, height, width = data.shape
+    with rasterio.open(
+        path, "w", driver="GTiff", width=width, height=height, count=count, dtype=data.dtype,
+        tiled=True, blockxsize=256, blockysize=256, **geo, **profile,
+    ) as ds:  # fmt: skip
+        ds.write(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bundle_5cm(tmp_path_factory):
+    path = untrained_bundle(tmp_path_factory.mktemp("b5") / "b", seed=0)
+    return update_manifest(load_bundle(path), gsd_m=0.05).path
+
+
+@pytest.fixture(scope="module")
+def scene_3cm(tmp_path_factory):
+    rng = np.random.default_rng(33)
+    coarse = rng.random((3, 125, 175)) * 255  # 4×4 px blobs: texture that survives resampling
+    data = np.kron(coarse, np.ones((1, 4, 4))).astype("uint8")
+    return _write(tmp_path_factory.mktemp("s3") / "noise_3cm.tif", data, 0.03)
+
+
+@pytest.mark.parametrize("region_size", [64, 200])
+def test_tiling_is_invisible_at_a_non_unit_scale(bundle_5cm, scene_3cm, tmp_path, region_size):
+    (one,) = _detect(bundle_5cm, [scene_3cm], tmp_path / "one", region_size=4096)
+    (tiled,) = _detect(bundle_5cm, [scene_3cm], tmp_path / "tiled", region_size=region_size)
+    assert one.scale == pytest.approx(0.05 / 0.03, rel=1e-3) and one.gsd_m == pytest.approx(
+        0.03, rel=1e-3
+    )
+    ref_boxes, ref_scores = _boxes(tmp_path / "one")
+    boxes, scores = _boxes(tmp_path / "tiled")
+    assert len(ref_boxes) > 10  # random weights on noise fire often: a real comparison
+    np.testing.assert_allclose(boxes, ref_boxes, atol=1e-6)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+
+
+def test_boxes_come_back_in_native_pixels(bundle_5cm, scene_3cm, tmp_path):
+    """Scoring a 3 cm scene at 5 cm == scoring its 5 cm resampling natively, boxes × 5/3."""
+    from tiling.resample import ScoredView
+    from tiling.sampling import scene_sampling
+
+    with rasterio.open(scene_3cm) as ds:
+        sampling = scene_sampling(ds, str(scene_3cm), 0.05)
+        view = ScoredView(ds, sampling.grid)
+        at_5cm = view.reader.read([1, 2, 3])
+        view.close()
+    resampled = _write(tmp_path / "noise_5cm.tif", at_5cm, 0.05)
+    (o,) = _detect(bundle_5cm, [resampled], tmp_path / "ref")
+    assert o.scale == 1.0  # already at the bundle's GSD: scored natively
+    _detect(bundle_5cm, [scene_3cm], tmp_path / "scaled")
+    ref_boxes, ref_scores = _boxes(tmp_path / "ref")
+    boxes, scores = _boxes(tmp_path / "scaled")
+    assert len(ref_boxes) > 10
+    f = sampling.grid.fx
+    np.testing.assert_allclose(boxes, ref_boxes * f, atol=1e-5)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+    # a box is the bundle's box size at 5 cm: 5/3 as many 3 cm pixels
+    sides = boxes[:, 2] - boxes[:, 0]
+    np.testing.assert_allclose(sides, load_bundle(bundle_5cm).box_size_px * f)
+
+
+def test_gsd_flag_stands_in_for_missing_georeferencing(bundle_5cm, scene_3cm, tmp_path, caplog):
+    with rasterio.open(scene_3cm) as ds:
+        bare = _write(tmp_path / "bare.tif", ds.read(), None)
+    with caplog.at_level(logging.WARNING, logger="tiling.sampling"):
+        (native,) = _detect(bundle_5cm, [bare], tmp_path / "native")
+    assert native.scale == 1.0 and native.gsd_m is None
+    assert "no georeferencing" in caplog.text and "--gsd" in caplog.text
+    (geo,) = _detect(bundle_5cm, [scene_3cm], tmp_path / "geo")
+    (given,) = _detect(bundle_5cm, [bare], tmp_path / "given", gsd=geo.gsd_m)
+    assert given.scale == pytest.approx(geo.scale, rel=1e-12)
+    assert given.gsd_m == geo.gsd_m == pytest.approx(0.03, rel=1e-3)
+    np.testing.assert_allclose(
+        _boxes(tmp_path / "given")[0], _boxes(tmp_path / "geo")[0], atol=1e-3
+    )
+
+
+def test_a_bundle_without_gsd_scores_native_pixels_and_says_so_once(scene_3cm, tmp_path, caplog):
+    bundle = untrained_bundle(tmp_path / "old", seed=0)
+    with caplog.at_level(logging.WARNING, logger="jobs.detect"):
+        outcomes = _detect(bundle, [scene_3cm, scene_3cm], tmp_path / "r")
+    assert [o.scale for o in outcomes] == [1.0, 1.0]
+    assert caplog.text.count("records no ground sample distance") == 1
+
+
+def test_a_scene_smaller_than_a_window_at_the_gsd_fails_with_the_reason(bundle_5cm, tmp_path):
+    data = np.full(
+        (3, 100, 100), 50, "uint8"
+    )  # 100 px at 3 cm: 61 px at 5 cm (the last one partial) < 64
+    small = _write(tmp_path / "small.tif", data, 0.03)
+    (o,) = _detect(bundle_5cm, [small], tmp_path / "r")
+    assert o.status == "failed" and "61×61 px (at 0.05 m/px)" in o.error

@@ -30,9 +30,11 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 
 from tiling.gsd import Gsd
+from tiling.scene import SceneError
 
 __all__ = ["SCALE_TOLERANCE", "ScoredGrid", "ScoredView", "plan_grid"]
 
@@ -135,12 +137,23 @@ class ScoredView:
     def __init__(self, ds: rasterio.DatasetReader, grid: ScoredGrid):
         self.grid = grid
         self._own = None
+        try:
+            self.reader = self._open(ds, grid)
+        except RasterioError as e:
+            msg = str(e).splitlines()[0][:300]
+            raise SceneError(f"{ds.name!r}: cannot read it on a {_fmt(grid)} grid ({msg})") from e
+        if (self.reader.width, self.reader.height) != (grid.width, grid.height):
+            got = f"{self.reader.width}×{self.reader.height}"
+            self.close()
+            raise SceneError(f"{ds.name!r}: scored grid is {got} px, planned {_fmt(grid)}")
+
+    def _open(self, ds, grid: ScoredGrid):
         if grid.is_native:
-            self.reader = ds
-        elif grid.overview is not None:
-            self.reader = self._own = rasterio.open(ds.name, overview_level=grid.overview)
+            return ds
+        if grid.overview is not None:
+            self._own = rasterio.open(ds.name, overview_level=grid.overview)
         else:
-            self.reader = self._own = WarpedVRT(
+            self._own = WarpedVRT(
                 ds,
                 src_crs=_PIXEL_CRS,
                 src_transform=Affine.identity(),
@@ -151,12 +164,7 @@ class ScoredView:
                 resampling=grid.resampling,
                 **_validity_options(ds),
             )
-        if (self.reader.width, self.reader.height) != (grid.width, grid.height):
-            got = f"{self.reader.width}×{self.reader.height}"
-            self.close()
-            raise ValueError(
-                f"{ds.name!r}: scored grid is {got} px, planned {grid.width}×{grid.height}"
-            )
+        return self._own
 
     def close(self) -> None:
         if self._own is not None:
@@ -179,6 +187,10 @@ def _validity_options(ds: rasterio.DatasetReader) -> dict:
     if ds.nodata is not None:
         return {"nodata": ds.nodata}
     return {"add_alpha": True}
+
+
+def _fmt(grid: ScoredGrid) -> str:
+    return f"{grid.width}×{grid.height} px (×{grid.fx:.4g}, ×{grid.fy:.4g})"
 
 
 def _close(a: float, b: float) -> bool:
