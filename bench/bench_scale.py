@@ -22,7 +22,6 @@ def run(bundle: str, seeds: list[int], size: int, gsds: list[float], whales: int
     import numpy as np
     import pyarrow.parquet as pq
 
-    from jobs.detect import DetectConfig, run_detect
     from models.bundle import load_bundle
     from reports.truth import match_centres
     from synth.regsd import write_at_gsd
@@ -36,32 +35,14 @@ def run(bundle: str, seeds: list[int], size: int, gsds: list[float], whales: int
     rows = []
     cols = ("px_xmin", "px_ymin", "px_xmax", "px_ymax")
     warm = write_scene(root / "warm-up.tif", 256, 256, whales=1, seed=1).path
-    run_detect(
-        DetectConfig(
-            bundle=bundle,
-            out=str(root / "warm"),
-            scenes=(str(warm),),
-            workers=0,
-            progress=False,
-            backend="torch",
-        )
-    )  # fmt: skip  (imports, caches)
+    _detect(bundle, warm, root / "warm")  # imports and caches out of the timings
     for seed in seeds:
         painted = root / f"painted-{seed}.tif"
         write_scene(painted, size, size, whales=whales, seed=seed)
         for gsd in gsds:
             scene = write_at_gsd(painted, root / f"scene-{seed}-{gsd * 100:g}cm.tif", gsd, GSD_M)
             t0 = time.perf_counter()
-            (o,) = run_detect(
-                DetectConfig(
-                    bundle=bundle,
-                    out=str(root / "reports"),
-                    scenes=(str(scene),),
-                    workers=0,
-                    progress=False,
-                    backend="torch",
-                )  # fmt: skip
-            )
+            o = _detect(bundle, scene, root / "reports")
             seconds = time.perf_counter() - t0
             assert o.status == "ok", o.error
             det = pq.read_table(o.detections_path)
@@ -84,6 +65,15 @@ def run(bundle: str, seeds: list[int], size: int, gsds: list[float], whales: int
                 f"{seconds:5.1f} s; {m.line()}"
             )
     return rows
+
+
+def _detect(bundle: str, scene: Path, out: Path):
+    from jobs.detect import DetectConfig, run_detect
+
+    config = DetectConfig(bundle=bundle, out=str(out), scenes=(str(scene),), workers=0,
+                          progress=False, backend="torch")  # fmt: skip
+    (o,) = run_detect(config)
+    return o
 
 
 def main(argv=None) -> None:

@@ -32,10 +32,12 @@ def untrained_bundle(path: Path, seed: int = 0, input_size: int = 64) -> Path:
     return path
 
 
-def write_tif(path: Path, data: np.ndarray, crs: str | None = UTM19N, **profile) -> Path:
+def write_tif(
+    path: Path, data: np.ndarray, crs: str | None = UTM19N, transform=ORIGIN, **profile
+) -> Path:
     """Write (bands, rows, cols) ``data`` as a tiled GeoTIFF (no CRS/transform when crs is None)."""
     count, height, width = data.shape
-    geo = {"crs": crs, "transform": ORIGIN} if crs else {}
+    geo = {"crs": crs, "transform": transform} if crs else {}
     with rasterio.open(
         path, "w", driver="GTiff", width=width, height=height, count=count,
         dtype=data.dtype, tiled=True, blockxsize=256, blockysize=256, **geo, **profile,

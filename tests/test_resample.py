@@ -12,6 +12,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from tests.helpers import write_tif
 from tiling.bands import resolve_scaling
 from tiling.gsd import Gsd
 from tiling.read import read_window
@@ -22,14 +23,7 @@ THREE_CM = Affine(0.03, 0, 4e5, 0, -0.03, 4.6e6)
 
 
 def write(path, data, transform=THREE_CM, crs=UTM, **profile):
-    count, height, width = data.shape
-    geo = {"crs": crs, "transform": transform} if crs else {}
-    with rasterio.open(
-        path, "w", driver="GTiff", width=width, height=height, count=count, dtype=data.dtype,
-        tiled=True, blockxsize=128, blockysize=128, **geo, **profile,
-    ) as ds:  # fmt: skip
-        ds.write(data)
-    return path
+    return write_tif(path, data, crs, transform, **profile)
 
 
 def noise(width, height, seed=0, dtype="uint8"):

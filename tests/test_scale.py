@@ -13,7 +13,7 @@ from affine import Affine
 from models.bundle import BundleError, load_bundle, update_manifest
 from models.data import ChipDataError, read_dataset
 from tests.helpers import UTM19N as UTM
-from tests.helpers import untrained_bundle
+from tests.helpers import untrained_bundle, write_tif
 
 # --- the GSD a bundle is trained at ---
 
@@ -95,15 +95,9 @@ def _boxes(reports):
     return np.stack([t[c].to_numpy() for c in cols], 1), t["score"].to_numpy()
 
 
-def _write(path, data, gsd_m: float | None, **profile):
-    geo = {"crs": UTM, "transform": Affine(gsd_m, 0, 4e5, 0, -gsd_m, 4.6e6)} if gsd_m else {}
-    count, height, width = data.shape
-    with rasterio.open(
-        path, "w", driver="GTiff", width=width, height=height, count=count, dtype=data.dtype,
-        tiled=True, blockxsize=256, blockysize=256, **geo, **profile,
-    ) as ds:  # fmt: skip
-        ds.write(data)
-    return path
+def _write(path, data, gsd_m: float | None):
+    transform = Affine(gsd_m, 0, 4e5, 0, -gsd_m, 4.6e6) if gsd_m else None
+    return write_tif(path, data, UTM if gsd_m else None, transform)
 
 
 @pytest.fixture(scope="module")
