@@ -23,7 +23,7 @@ THREE_CM = Affine(0.03, 0, 4e5, 0, -0.03, 4.6e6)
 
 
 def write(path, data, transform=THREE_CM, crs=UTM, **profile):
-    return write_tif(path, data, crs, transform, **profile)
+    return write_tif(path, data, crs, transform=transform, **profile)
 
 
 def noise(width, height, seed=0, dtype="uint8"):

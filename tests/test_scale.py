@@ -96,8 +96,9 @@ def _boxes(reports):
 
 
 def _write(path, data, gsd_m: float | None):
-    transform = Affine(gsd_m, 0, 4e5, 0, -gsd_m, 4.6e6) if gsd_m else None
-    return write_tif(path, data, UTM if gsd_m else None, transform)
+    if gsd_m is None:
+        return write_tif(path, data, crs=None)
+    return write_tif(path, data, UTM, transform=Affine(gsd_m, 0, 4e5, 0, -gsd_m, 4.6e6))
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +185,69 @@ def test_a_scene_smaller_than_a_window_at_the_gsd_fails_with_the_reason(bundle_5
     small = _write(tmp_path / "small.tif", data, 0.03)
     (o,) = _detect(bundle_5cm, [small], tmp_path / "r")
     assert o.status == "failed" and "61×61 px (at 0.05 m/px)" in o.error
+
+
+# --- the same painted whales at 3 and 8 cm, found by a bundle at 5 cm ---
+
+RECALL, PRECISION = 0.85, 0.6  # as tests/test_recall.py asks of the same bundle at native scale
+
+
+@pytest.fixture(scope="module")
+def trained_5cm(trained_bundle, tmp_path_factory):
+    """The session's trained bundle (chips at synth's default look: 32 px faces), declared to be
+    at 5 cm per pixel: its 32 px faces are then 1.6 m, and scenes must be scored at 5 cm."""
+    import shutil
+
+    path = tmp_path_factory.mktemp("t5") / "bundle"
+    shutil.copytree(trained_bundle, path)
+    return update_manifest(load_bundle(path), gsd_m=0.05).path
+
+
+@pytest.fixture(scope="module")
+def painted_5cm(tmp_path_factory):
+    from synth.regsd import write_at_gsd
+    from synth.scene import write_scene
+
+    root = tmp_path_factory.mktemp("painted")
+    src = write_scene(root / "src.tif", 900, 800, whales=8, seed=4242).path
+    # the painted pixels as they are, said to be 5 cm (a no-op resampling but for the transform)
+    return write_at_gsd(src, root / "at5cm.tif", 0.05, src_gsd_m=0.05)
+
+
+@pytest.mark.parametrize("gsd", [0.03, 0.08])
+def test_trained_bundle_finds_whales_flown_at_another_gsd(trained_5cm, painted_5cm, tmp_path, gsd):
+    from reports.truth import match_centres
+    from synth.regsd import write_at_gsd
+    from tests.helpers import px_boxes, read_detections, truth_boxes
+
+    scene = write_at_gsd(painted_5cm, tmp_path / f"at{gsd}.tif", gsd)
+    with rasterio.open(scene) as ds:
+        assert ds.transform.a == gsd  # really written at that GSD
+    (o,) = _detect(trained_5cm, [scene], tmp_path / "r", region_size=320)
+    assert o.status == "ok", o.error
+    assert o.scale == pytest.approx(0.05 / gsd, rel=2e-3)
+    det, truth = read_detections(tmp_path / "r"), truth_boxes(scene)
+    assert len(truth) >= 6
+    boxes = px_boxes(det)
+    match = match_centres(boxes, det["score"].to_numpy(), truth, radius=16 * 0.05 / gsd)
+    assert match.recall >= RECALL and match.precision >= PRECISION, match.line()
+    assert match.duplicates == 0, match.line()
+    # boxes in native px: the bundle's 32 px face at 5 cm is 53 px at 3 cm, 20 px at 8 cm
+    np.testing.assert_allclose(boxes[:, 2] - boxes[:, 0], 32 * o.scale, rtol=1e-6)
+    truth_sides = truth[:, 2] - truth[:, 0]
+    assert np.median(truth_sides) == pytest.approx(32 * 0.05 / gsd, rel=0.15)
+
+
+def test_scored_at_native_pixels_the_same_whales_are_missed(trained_bundle, painted_5cm, tmp_path):
+    """The control: a bundle that does not know its GSD scores a 3 cm scene's 53 px faces with
+    its 32 px eye and misses most of them — what scale-aware detection fixes."""
+    from reports.truth import match_centres
+    from synth.regsd import write_at_gsd
+    from tests.helpers import px_boxes, read_detections, truth_boxes
+
+    scene = write_at_gsd(painted_5cm, tmp_path / "at3cm.tif", 0.03)
+    (o,) = _detect(trained_bundle, [scene], tmp_path / "r", region_size=320)
+    assert o.scale == 1.0
+    det = read_detections(tmp_path / "r")
+    match = match_centres(px_boxes(det), det["score"].to_numpy(), truth_boxes(scene), radius=27)
+    assert match.f1 < 0.8, match.line()
