@@ -323,12 +323,12 @@ def _summary(o: SceneOutcome) -> str:
     rate = o.megapixels / o.seconds if o.seconds else 0.0
     return (
         f"{o.uri}: {o.detections} whale face(s), {o.megapixels:.1f} MP in {o.seconds:.1f} s "
-        f"({rate:.1f} MP/s), {_fmt_scale(o)} → {o.detections_path}"
+        f"({rate:.1f} MP/s), {format_scale(o)} → {o.detections_path}"
     )
 
 
-def _fmt_scale(o: SceneOutcome) -> str:
-    """``GSD 3.0 cm, scored at ×0.30`` (scored px per native px), or ``native pixels``."""
+def format_scale(o: SceneOutcome) -> str:
+    """``GSD 3.0 cm, scored at ×0.60`` (scored px per native px), or ``…, native pixels``."""
     gsd = "GSD unknown" if o.gsd_m is None else f"GSD {o.gsd_m * 100:.1f} cm"
     scored = "native pixels" if o.scale == 1.0 else f"scored at ×{1 / o.scale:.2f}"
     return f"{gsd}, {scored}"

@@ -67,7 +67,12 @@ def test_plan_grid_takes_a_matching_overview():
     g = plan_grid(1001, 777, Gsd(0.05, 0.05), 0.1, overviews)
     assert (g.overview, g.width, g.height) == (0, 501, 389)
     assert g.fx == pytest.approx(1001 / 501)
-    assert plan_grid(1001, 777, Gsd(0.05, 0.05), 0.13, overviews).overview is None
+    # between overviews: resampled from the coarsest one finer than the grid (as gdalwarp does)
+    g = plan_grid(1001, 777, Gsd(0.05, 0.05), 0.13, overviews)
+    assert (g.overview, g.width, g.height) == (0, 385, 299)
+    assert g.source_scale == pytest.approx((2.6 / (1001 / 501), 2.6 / (777 / 389)))
+    # finer than every overview: from the scene
+    assert plan_grid(1001, 777, Gsd(0.05, 0.05), 0.08, overviews).overview is None
 
 
 def test_to_native_scales_boxes():
@@ -85,12 +90,24 @@ def scene(tmp_path_factory):
     return write(tmp_path_factory.mktemp("rs") / "noise.tif", noise(1003, 777))
 
 
-@pytest.mark.parametrize("f", [10 / 3, 0.625, 1.7])
-def test_region_reads_equal_the_whole_grid(scene, f):
+@pytest.fixture(scope="module")
+def scene_with_overviews(tmp_path_factory):
+    path = write(tmp_path_factory.mktemp("rs") / "ovr.tif", noise(1003, 777, seed=1))
+    with rasterio.open(path, "r+") as ds:
+        ds.build_overviews([2, 4], Resampling.average)
+    return path
+
+
+@pytest.mark.parametrize(("which", "f"), [("plain", 10 / 3), ("plain", 0.625), ("plain", 1.7),
+                                          ("overviews", 3.0), ("overviews", 9.0)])  # fmt: skip
+def test_region_reads_equal_the_whole_grid(scene, scene_with_overviews, which, f):
     """Any window of the scored grid (inside, across or past the edges) reads the same pixels as
     one read of the whole grid: what keeps tiled == untiled at any scale."""
-    with rasterio.open(scene) as ds:
-        grid = plan_grid(ds.width, ds.height, Gsd(0.03, 0.03), 0.03 * f)
+    path = scene if which == "plain" else scene_with_overviews
+    with rasterio.open(path) as ds:
+        gsd = Gsd(0.03, 0.03)
+        grid = plan_grid(ds.width, ds.height, gsd, 0.03 * f, candidate_overviews(ds, gsd, 0.03 * f))
+        assert grid.overview == {"plain": None, "overviews": 0 if f < 4 else 1}[which]
         view = ScoredView(ds, grid)
         margin = 40
         whole, whole_valid = read(view, Window(-margin, -margin, grid.width + 2 * margin,

@@ -9,12 +9,15 @@ How its pixels are read, cheapest first:
 
 * native (``fx = fy = 1`` within :data:`SCALE_TOLERANCE`): the scene itself;
 * an overview whose size matches the scale (COGs carry ×2, ×4, …): that overview, read as is;
-* otherwise a ``rasterio.vrt.WarpedVRT`` whose transform is the pixel-space ``Affine.scale(fx,
-  fy)`` (average resampling to shrink, bilinear to enlarge). The warped VRT is block-based: every
-  window read is assembled from the same warped blocks, whatever its origin and size, so a region
-  read equals the same pixels of a whole-scene read and tiled == untiled holds exactly.
-  ``out_shape`` reads of fractional native windows would not: each read resamples its own source
-  window and the kernel's edge pixels depend on where the window starts.
+* otherwise a ``rasterio.vrt.WarpedVRT`` whose transform is the pixel-space ``Affine.scale``
+  from the source to the grid (average resampling to shrink, bilinear to enlarge). The source is
+  the coarsest overview still finer than the grid, else the scene (as ``gdalwarp`` picks its
+  overview), so the time grows with the pixels scored rather than with the native ones. The
+  warped VRT is block-based: every window read is assembled from the same warped blocks,
+  whatever its origin and size, so a region read equals the same pixels of a whole-scene read
+  and tiled == untiled holds exactly. ``out_shape`` reads of fractional native windows would
+  not: each read resamples its own source window and the kernel's edge pixels depend on where
+  the window starts.
 
 The warp is done in pixel space (the same placeholder CRS on both sides, the identity as source
 transform): it ignores the scene's georeferencing, so rotated, south-up, GCP-only and
@@ -51,7 +54,8 @@ class ScoredGrid:
 
     ``fx``/``fy``: native px per scored px along a row / down a column; ``width``/``height``:
     the grid's size in scored px; ``overview``: the GDAL overview level (0 = the first overview)
-    whose pixels are this grid, or None.
+    its pixels are read or resampled from, None for the scene itself; ``overview_fx``/``_fy``:
+    native px per pixel of that overview.
     """
 
     fx: float
@@ -59,6 +63,8 @@ class ScoredGrid:
     width: int
     height: int
     overview: int | None = None
+    overview_fx: float = 1.0
+    overview_fy: float = 1.0
 
     def __post_init__(self):
         for name in ("fx", "fy"):
@@ -82,6 +88,11 @@ class ScoredGrid:
         return math.sqrt(self.fx * self.fy)
 
     @property
+    def source_scale(self) -> tuple[float, float]:
+        """Source px (of the overview, or native) per scored px: (1, 1) means read as is."""
+        return self.fx / self.overview_fx, self.fy / self.overview_fy
+
+    @property
     def resampling(self) -> Resampling:
         """Average when shrinking (every native pixel counts, no aliasing), bilinear to enlarge."""
         return Resampling.average if min(self.fx, self.fy) >= 1.0 else Resampling.bilinear
@@ -102,26 +113,35 @@ def plan_grid(
 
     Native when either GSD is unknown or the scale is within :data:`SCALE_TOLERANCE` of 1;
     an overview (``overviews``: level → its (width, height)) whose scale is that close to the
-    wanted one; else ``ceil(width/fx)`` × ``ceil(height/fy)`` resampled pixels.
+    wanted one; else ``ceil(width/fx)`` × ``ceil(height/fy)`` pixels resampled from the coarsest
+    overview finer than them, or from the scene.
     """
     if scene is None or target_m is None:
         return ScoredGrid.native(width, height)
     fx, fy = target_m / scene.x_m, target_m / scene.y_m
     if _close(fx, 1.0) and _close(fy, 1.0):
         return ScoredGrid.native(width, height)
+    finer = []
     for level, (ow, oh) in sorted((overviews or {}).items()):
         ofx, ofy = width / ow, height / oh
         if _close(ofx, fx) and _close(ofy, fy):
-            return ScoredGrid(ofx, ofy, ow, oh, level)
-    return ScoredGrid(fx, fy, math.ceil(width / fx), math.ceil(height / fy))
+            return ScoredGrid(ofx, ofy, ow, oh, level, ofx, ofy)
+        if ofx < fx and ofy < fy:
+            finer.append((ofx * ofy, level, ofx, ofy))
+    w, h = math.ceil(width / fx), math.ceil(height / fy)
+    if finer:
+        _, level, ofx, ofy = max(finer)
+        return ScoredGrid(fx, fy, w, h, level, ofx, ofy)
+    return ScoredGrid(fx, fy, w, h)
 
 
 def candidate_overviews(ds: rasterio.DatasetReader, scene: Gsd | None, target_m: float | None):
-    """{level: (width, height)} of ``ds``'s overviews near the wanted scale (opened to be exact)."""
+    """{level: (width, height)} of ``ds``'s overviews a grid at ``target_m`` could read (those
+    not coarser than it), opened to know their exact sizes."""
     if scene is None or target_m is None or not ds.overviews(1):
         return {}
     want = target_m / scene.m
-    near = [i for i, k in enumerate(ds.overviews(1)) if abs(k / want - 1) <= 0.1]
+    near = [i for i, k in enumerate(ds.overviews(1)) if k <= want * 1.1]
     shapes = {}
     for level in near:
         with rasterio.open(ds.name, overview_level=level) as ov:
@@ -136,7 +156,7 @@ class ScoredView:
 
     def __init__(self, ds: rasterio.DatasetReader, grid: ScoredGrid):
         self.grid = grid
-        self._own = None
+        self._own = self._vrt = None  # an overview opened, a warped VRT made: closed by close()
         try:
             self.reader = self._open(ds, grid)
         except RasterioError as e:
@@ -150,26 +170,31 @@ class ScoredView:
     def _open(self, ds, grid: ScoredGrid):
         if grid.is_native:
             return ds
+        source = ds
         if grid.overview is not None:
-            self._own = rasterio.open(ds.name, overview_level=grid.overview)
-        else:
-            self._own = WarpedVRT(
-                ds,
-                src_crs=_PIXEL_CRS,
-                src_transform=Affine.identity(),
-                crs=_PIXEL_CRS,
-                transform=Affine.scale(grid.fx, grid.fy),
-                width=grid.width,
-                height=grid.height,
-                resampling=grid.resampling,
-                **_validity_options(ds),
-            )
-        return self._own
+            source = self._own = rasterio.open(ds.name, overview_level=grid.overview)
+        sx, sy = grid.source_scale
+        if (sx, sy) == (1.0, 1.0):
+            return source
+        self._vrt = WarpedVRT(
+            source,
+            src_crs=_PIXEL_CRS,
+            src_transform=Affine.identity(),
+            crs=_PIXEL_CRS,
+            transform=Affine.scale(sx, sy),
+            width=grid.width,
+            height=grid.height,
+            resampling=grid.resampling,
+            **_validity_options(source),
+        )
+        return self._vrt
 
     def close(self) -> None:
-        if self._own is not None:
-            self._own.close()
-            self._own = None
+        for name in ("_vrt", "_own"):
+            handle = getattr(self, name)
+            if handle is not None:
+                handle.close()
+                setattr(self, name, None)
 
 
 def _validity_options(ds: rasterio.DatasetReader) -> dict:
