@@ -25,7 +25,7 @@ def run(bundle: str, seeds: list[int], size: int, gsds: list[float], whales: int
     from models.bundle import load_bundle
     from reports.truth import match_centres
     from synth.regsd import write_at_gsd
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
     from synth.truth import truth_path
     from synth.units import GSD_M
 
@@ -34,11 +34,11 @@ def run(bundle: str, seeds: list[int], size: int, gsds: list[float], whales: int
         raise SystemExit(f"{bundle}: the bundle records no gsd_m; train it with --gsd")
     rows = []
     cols = ("px_xmin", "px_ymin", "px_xmax", "px_ymax")
-    warm = write_scene(root / "warm-up.tif", 256, 256, whales=1, seed=1).path
+    warm = write_scene(root / "warm-up.tif", SceneSpec(256, 256, whales=1, seed=1)).path
     _detect(bundle, warm, root / "warm")  # imports and caches out of the timings
     for seed in seeds:
         painted = root / f"painted-{seed}.tif"
-        write_scene(painted, size, size, whales=whales, seed=seed)
+        write_scene(painted, SceneSpec(size, size, whales=whales, seed=seed))
         for gsd in gsds:
             scene = write_at_gsd(painted, root / f"scene-{seed}-{gsd * 100:g}cm.tif", gsd, GSD_M)
             t0 = time.perf_counter()
@@ -49,18 +49,18 @@ def run(bundle: str, seeds: list[int], size: int, gsds: list[float], whales: int
             truth = pq.read_table(truth_path(scene))
             boxes = np.stack([det[c].to_numpy() for c in cols], 1)
             tboxes = np.stack([truth[c].to_numpy() for c in cols], 1)
-            radius = b.box_size_px * o.scale / 2  # half a face, in the scene's own pixels
+            radius = b.box_size_px * o.px_scale / 2  # half a face, in the scene's own pixels
             m = match_centres(boxes, det["score"].to_numpy(), tboxes, radius)
             row = {
-                "seed": seed, "gsd_m": gsd, "scene_gsd_m": o.gsd_m, "scale": o.scale,
-                "native_mp": o.megapixels, "scored_mp": o.megapixels / o.scale**2,
+                "seed": seed, "gsd_m": gsd, "scene_gsd_m": o.gsd_m, "px_scale": o.px_scale,
+                "native_mp": o.megapixels, "scored_mp": o.megapixels / o.px_scale**2,
                 "seconds": round(seconds, 2), "faces": m.truths, "detections": m.detections,
                 "precision": m.precision, "recall": m.recall, "f1": m.f1,
                 "duplicates": m.duplicates,
             }  # fmt: skip
             rows.append(row)
             print(
-                f"seed {seed} at {gsd * 100:4.1f} cm: ×{1 / o.scale:.2f} → "
+                f"seed {seed} at {gsd * 100:4.1f} cm: ×{1 / o.px_scale:.2f} → "
                 f"{row['native_mp']:.2f} native MP, {row['scored_mp']:.2f} scored MP, "
                 f"{seconds:5.1f} s; {m.line()}"
             )

@@ -119,7 +119,7 @@ def scene_3cm(tmp_path_factory):
 def test_tiling_is_invisible_at_a_non_unit_scale(bundle_5cm, scene_3cm, tmp_path, region_size):
     (one,) = _detect(bundle_5cm, [scene_3cm], tmp_path / "one", region_size=4096)
     (tiled,) = _detect(bundle_5cm, [scene_3cm], tmp_path / "tiled", region_size=region_size)
-    assert one.scale == pytest.approx(0.05 / 0.03, rel=1e-3) and one.gsd_m == pytest.approx(
+    assert one.px_scale == pytest.approx(0.05 / 0.03, rel=1e-3) and one.gsd_m == pytest.approx(
         0.03, rel=1e-3
     )
     ref_boxes, ref_scores = _boxes(tmp_path / "one")
@@ -141,7 +141,7 @@ def test_boxes_come_back_in_native_pixels(bundle_5cm, scene_3cm, tmp_path):
         view.close()
     resampled = _write(tmp_path / "noise_5cm.tif", at_5cm, 0.05)
     (o,) = _detect(bundle_5cm, [resampled], tmp_path / "ref")
-    assert o.scale == 1.0  # already at the bundle's GSD: scored natively
+    assert o.px_scale == 1.0  # already at the bundle's GSD: scored natively
     _detect(bundle_5cm, [scene_3cm], tmp_path / "scaled")
     ref_boxes, ref_scores = _boxes(tmp_path / "ref")
     boxes, scores = _boxes(tmp_path / "scaled")
@@ -159,11 +159,11 @@ def test_gsd_flag_stands_in_for_missing_georeferencing(bundle_5cm, scene_3cm, tm
         bare = _write(tmp_path / "bare.tif", ds.read(), None)
     with caplog.at_level(logging.WARNING, logger="tiling.sampling"):
         (native,) = _detect(bundle_5cm, [bare], tmp_path / "native")
-    assert native.scale == 1.0 and native.gsd_m is None
+    assert native.px_scale == 1.0 and native.gsd_m is None
     assert "no georeferencing" in caplog.text and "--gsd" in caplog.text
     (geo,) = _detect(bundle_5cm, [scene_3cm], tmp_path / "geo")
     (given,) = _detect(bundle_5cm, [bare], tmp_path / "given", gsd=geo.gsd_m)
-    assert given.scale == pytest.approx(geo.scale, rel=1e-12)
+    assert given.px_scale == pytest.approx(geo.px_scale, rel=1e-12)
     assert given.gsd_m == geo.gsd_m == pytest.approx(0.03, rel=1e-3)
     np.testing.assert_allclose(
         _boxes(tmp_path / "given")[0], _boxes(tmp_path / "geo")[0], atol=1e-3
@@ -174,7 +174,7 @@ def test_a_bundle_without_gsd_scores_native_pixels_and_says_so_once(scene_3cm, t
     bundle = untrained_bundle(tmp_path / "old", seed=0)
     with caplog.at_level(logging.WARNING, logger="jobs.detect"):
         outcomes = _detect(bundle, [scene_3cm, scene_3cm], tmp_path / "r")
-    assert [o.scale for o in outcomes] == [1.0, 1.0]
+    assert [o.px_scale for o in outcomes] == [1.0, 1.0]
     assert caplog.text.count("records no ground sample distance") == 1
 
 
@@ -206,10 +206,10 @@ def trained_5cm(trained_bundle, tmp_path_factory):
 @pytest.fixture(scope="module")
 def painted_5cm(tmp_path_factory):
     from synth.regsd import write_at_gsd
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
 
     root = tmp_path_factory.mktemp("painted")
-    src = write_scene(root / "src.tif", 900, 800, whales=8, seed=4242).path
+    src = write_scene(root / "src.tif", SceneSpec(900, 800, whales=8, seed=4242)).path
     # the painted pixels as they are, said to be 5 cm (a no-op resampling but for the transform)
     return write_at_gsd(src, root / "at5cm.tif", 0.05, src_gsd_m=0.05)
 
@@ -225,7 +225,7 @@ def test_trained_bundle_finds_whales_flown_at_another_gsd(trained_5cm, painted_5
         assert ds.transform.a == gsd  # really written at that GSD
     (o,) = _detect(trained_5cm, [scene], tmp_path / "r", region_size=320)
     assert o.status == "ok", o.error
-    assert o.scale == pytest.approx(0.05 / gsd, rel=2e-3)
+    assert o.px_scale == pytest.approx(0.05 / gsd, rel=2e-3)
     det, truth = read_detections(tmp_path / "r"), truth_boxes(scene)
     assert len(truth) >= 6
     boxes = px_boxes(det)
@@ -233,7 +233,7 @@ def test_trained_bundle_finds_whales_flown_at_another_gsd(trained_5cm, painted_5
     assert match.recall >= RECALL and match.precision >= PRECISION, match.line()
     assert match.duplicates == 0, match.line()
     # boxes in native px: the bundle's 32 px face at 5 cm is 53 px at 3 cm, 20 px at 8 cm
-    np.testing.assert_allclose(boxes[:, 2] - boxes[:, 0], 32 * o.scale, rtol=1e-6)
+    np.testing.assert_allclose(boxes[:, 2] - boxes[:, 0], 32 * o.px_scale, rtol=1e-6)
     truth_sides = truth[:, 2] - truth[:, 0]
     assert np.median(truth_sides) == pytest.approx(32 * 0.05 / gsd, rel=0.15)
 
@@ -247,7 +247,31 @@ def test_scored_at_native_pixels_the_same_whales_are_missed(trained_bundle, pain
 
     scene = write_at_gsd(painted_5cm, tmp_path / "at3cm.tif", 0.03)
     (o,) = _detect(trained_bundle, [scene], tmp_path / "r", region_size=320)
-    assert o.scale == 1.0
+    assert o.px_scale == 1.0
     det = read_detections(tmp_path / "r")
     match = match_centres(px_boxes(det), det["score"].to_numpy(), truth_boxes(scene), radius=27)
     assert match.f1 < 0.8, match.line()
+
+
+def test_scenes_table_records_gsd_and_scale(bundle_5cm, scene_3cm, tmp_path):
+    import duckdb
+
+    from tests.helpers import read_scene_rows
+
+    missing = tmp_path / "missing.tif"
+    _detect(bundle_5cm, [scene_3cm, missing], tmp_path / "r")
+    untrained = untrained_bundle(tmp_path / "old", seed=2)  # other weights: another scene key
+    _detect(untrained, [scene_3cm], tmp_path / "r")
+    rows = {(r["scene_uri"], r["model_sha256"] == load_bundle(untrained).weights_sha256): r
+            for r in read_scene_rows(tmp_path / "r").to_pylist()}  # fmt: skip
+    scaled, native = rows[str(scene_3cm), False], rows[str(scene_3cm), True]
+    assert scaled["gsd_m"] == native["gsd_m"] == pytest.approx(0.03, rel=1e-3)
+    assert scaled["px_scale"] == pytest.approx(0.05 / 0.03, rel=1e-3)
+    assert native["px_scale"] == 1.0  # the bundle records no GSD: native pixels
+    failed = rows[str(missing), False]
+    assert failed["status"] == "failed" and failed["gsd_m"] is None and failed["px_scale"] is None
+    glob = str(tmp_path / "r" / "scenes" / "**" / "*.parquet")
+    ((n,),) = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{glob}', union_by_name = true) WHERE px_scale > 1.5"
+    ).fetchall()
+    assert n == 1
