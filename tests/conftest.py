@@ -99,8 +99,14 @@ def ray_head():
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """One whalenet bundle trained in-process on synthetic chips, shared by the session."""
+def trained_bundle(tmp_path_factory):
+    """A whalenet trained on synthetic chips for this session (see ``tests.helpers``)."""
     from tests.helpers import trained_bundle
 
-    return trained_bundle(tmp_path_factory.mktemp("trained") / "bundle")
+    return trained_bundle(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="session")
+def trained(trained_bundle):
+    """The session's trained whalenet bundle (the name the border and flavour tests use)."""
+    return trained_bundle
