@@ -89,14 +89,16 @@ def train_detector_epoch(model, loader, optimizer, scheduler, normalize, outputs
 
 def scene_metrics(boxes, scores, truth, threshold: float, radius: float) -> dict[str, float]:
     """Centre AP/F1 (F1 at ``threshold``) and IoU-AP50 of one or more scenes' detections."""
-    from reports.box_match import match_boxes
-    from reports.truth import match_centres
+    from torchvision.ops import box_iou
+
+    from reports.truth import greedy_match, iou_pairs, match_centres, match_report
 
     keep = scores >= threshold
+    iou = box_iou(torch.from_numpy(boxes).double(), torch.from_numpy(truth).double()).numpy()
     return {
         "val_ap": match_centres(boxes, scores, truth, radius).average_precision,
         "val_f1": match_centres(boxes[keep], scores[keep], truth, radius).f1,
-        "val_ap50": match_boxes(boxes, scores, truth, 0.5).average_precision,
+        "val_ap50": match_report(greedy_match(scores, *iou_pairs(iou, 0.5))).average_precision,
     }
 
 
