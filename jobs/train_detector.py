@@ -169,42 +169,10 @@ def load_labelled_scenes(labels_path: str | Path) -> LabelledScenes:
 
 
 def read_scene_labels(labels_path: str | Path):
-    """The labels reader of the ``labels`` package (DeepForest CSV or a vector file), or, until
-    that lands, a minimal DeepForest CSV reader (``image_path,xmin,ymin,xmax,ymax,label``)."""
-    try:
-        from labels.read import read_labels
-    except ImportError:
-        return _read_deepforest_csv(Path(labels_path))
+    """The labelled scenes (:func:`labels.read.read_labels`: DeepForest CSV or a vector file)."""
+    from labels.read import read_labels
+
     return read_labels(labels_path)
-
-
-@dataclass(frozen=True)
-class _SceneLabels:
-    scene: str
-    boxes: np.ndarray
-    labels: tuple[str, ...]
-
-
-def _read_deepforest_csv(path: Path) -> list[_SceneLabels]:
-    import csv
-
-    rows: dict[str, list[tuple[list[float], str]]] = {}
-    try:
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                scene = str((path.parent / row["image_path"]).resolve())
-                coords = [float(row[k] or 0) for k in ("xmin", "ymin", "xmax", "ymax")]
-                entry = rows.setdefault(scene, [])
-                if any(coords):
-                    entry.append((coords, row.get("label") or CLASS))
-    except (OSError, KeyError, ValueError) as e:
-        raise TrainError(f"{str(path)!r}: not a DeepForest CSV ({e})") from e
-    return [
-        _SceneLabels(
-            s, np.array([c for c, _ in r], np.float64).reshape(-1, 4), tuple(lab for _, lab in r)
-        )
-        for s, r in rows.items()
-    ]
 
 
 def _channel_stats(images) -> tuple[tuple[float, ...], tuple[float, ...]]:
