@@ -16,7 +16,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 from helpers import untrained_detector_bundle
-from test_backends import fake_tensorrt  # noqa: F401  (the fixture, run with this module's bundle)
+
+# The fixtures run with this module's ``bundle``: pytest resolves their arguments by name.
+from test_backends import _inputs, exported_bundle, fake_tensorrt  # noqa: F401
 
 from models.backends import available, load_backend
 from models.backends.conformance import agreement, peaks
@@ -32,25 +34,6 @@ def bundle(tmp_path_factory):
         tmp_path_factory.mktemp("detb") / "b", seed=3, heat_bias=0.2, heat_gain=30.0
     )
     return load_bundle(path)
-
-
-@pytest.fixture(scope="module")
-def exported_bundle(bundle, tmp_path_factory):
-    from models.export import onnx_path
-
-    copy = tmp_path_factory.mktemp("dettrt") / "b"
-    shutil.copytree(bundle.path, copy)
-    b = load_bundle(copy)
-    for precision in ("fp32", "fp16"):
-        onnx_path(b, precision)
-    return load_bundle(copy)
-
-
-def _inputs(shape, seed=0):
-    n, c, h, w = shape
-    rng = np.random.default_rng(seed)
-    blocks = rng.uniform(0, 255, (n, c, -(-h // 16), -(-w // 16)))
-    return np.kron(blocks, np.ones((1, 1, 16, 16)))[:, :, :h, :w].astype(np.float32)
 
 
 @pytest.fixture(scope="module")
