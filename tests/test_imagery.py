@@ -101,3 +101,42 @@ def test_nodata_border_scene_detects_only_on_data(bundle, tmp_path):
     cx = ((boxes[:, 0] + boxes[:, 2]) / 2).astype(int)
     cy = ((boxes[:, 1] + boxes[:, 3]) / 2).astype(int)
     assert (mask[cy, cx] > 0).all()
+
+
+def _float_scene(path, data, nodata=None):
+    from tests.helpers import write_tif
+
+    return write_tif(path, data.astype("float32"), nodata=nodata)
+
+
+def test_float_reflectance_is_scaled_by_255(tmp_path):
+    data = np.random.default_rng(4).random((3, 200, 300))  # reflectance in 0..1
+    path = _float_scene(tmp_path / "refl.tif", data)
+    with rasterio.open(path) as ds:
+        s = resolve_scaling(ds, (1, 2, 3), "auto")
+        assert s.offset == (0.0, 0.0, 0.0) and s.gain == pytest.approx((255.0,) * 3)
+        px, valid = read_window(ds, str(path), Window(0, 0, 300, 200), (1, 2, 3), s)
+    assert valid.all()
+    np.testing.assert_allclose(px, data * 255, atol=1e-3)
+
+
+def test_wide_floats_are_stretched_between_percentiles_of_valid_pixels(tmp_path):
+    rng = np.random.default_rng(6)
+    data = rng.normal(1000.0, 50.0, (3, 240, 320)) + np.array([0.0, 200.0, 400.0])[:, None, None]
+    data[:, :40] = -9999.0  # nodata rows must not drag the low percentile down
+    path = _float_scene(tmp_path / "radiance.tif", data, nodata=-9999.0)
+    valid = data[:, 40:]
+    with rasterio.open(path) as ds:
+        auto = resolve_scaling(ds, (1, 2, 3), "auto")
+        explicit = resolve_scaling(ds, (3, 2, 1), "percentile:2,98")
+    for band in range(3):
+        lo, hi = np.percentile(valid[band], [0.1, 99.9])
+        assert auto.offset[band] == pytest.approx(lo, rel=1e-6)
+        assert auto.gain[band] == pytest.approx(255 / (hi - lo), rel=1e-6)
+    for i, band in enumerate((2, 1, 0)):  # bands in the order asked for
+        lo, hi = np.percentile(valid[band], [2, 98])
+        assert explicit.offset[i] == pytest.approx(lo, rel=1e-6)
+        assert explicit.gain[i] == pytest.approx(255 / (hi - lo), rel=1e-6)
+    raw = np.array([[[lo - 10, lo, (lo + hi) / 2, hi, hi + 10]]] * 3, np.float32)
+    out = explicit.apply(raw)
+    np.testing.assert_allclose(out[2, 0], [0, 0, 127.5, 255, 255], atol=1e-2)  # i = 2: lo, hi
