@@ -24,14 +24,14 @@ def run_demo(out: Path, scene_size: int, whales: int, epochs: int | None, worker
     from jobs.ray_session import ray_session
     from jobs.train import TrainConfig, run_train
     from synth.chips import write_chips
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
 
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     _step("1/5 synthetic chips and a held-out scene")
     write_chips(out / "chips", n=3000, size=64, seed=0)  # more hard negatives: fewer false alarms
     scene = out / "scene.tif"
-    write_scene(scene, scene_size, scene_size, whales=whales, seed=2026)
+    write_scene(scene, SceneSpec(scene_size, scene_size, whales=whales, seed=2026))
     with ray_session(None):
         _step("2/5 train the whale-face classifier (Ray Train, 2 workers)")
         train_opts = {"epochs": epochs} if epochs else {}

@@ -18,13 +18,19 @@ from dataclasses import dataclass, field
 import click
 import numpy as np
 
-from jobs.options import address_option, verbose_option
+from jobs.options import (
+    MODES,
+    address_option,
+    backend_option,
+    mode_option,
+    verbose_option,
+    workers_option,
+)
 from jobs.worker import DetectorSettings, RegionResult, RegionTask, scene_regions
 from tiling.bands import parse_scale, resolve_scaling, select_bands
-from tiling.scene import SceneError, SceneInfo, SceneRef, describe, open_scene, resolve_scene
+from tiling.scene import Scene, SceneError, describe, open_scene, resolve_scene
 
 log = logging.getLogger(__name__)
-MODES = ("fcn", "sliding")
 
 
 @dataclass(frozen=True)
@@ -81,8 +87,7 @@ class _Scene:
     """Driver-side state of a scene whose regions are in flight."""
 
     index: int
-    ref: SceneRef
-    info: SceneInfo
+    scene: Scene  # described: size, bands, CRS
     regions: int
     started: float
     results: list[RegionResult] = field(default_factory=list)
@@ -98,20 +103,18 @@ def run_detect(config: DetectConfig) -> list[SceneOutcome]:
     from reports.store import open_store
 
     bundle, store = load_bundle(config.bundle), open_store(config.out)
-    refs: list[SceneRef] = []
+    refs: list[Scene] = []
     failed: list[SceneOutcome] = []
     for uri in config.scenes:
         try:
             refs.append(resolve_scene(uri))
         except SceneError as e:
-            ref = SceneRef(uri, "missing", _now())
-            failed.append(_record_failure(config, bundle, store, ref, str(e)))
+            missing = Scene(uri, "missing", _now())
+            failed.append(_record_failure(config, bundle, store, missing, str(e)))
     return failed + detect_scenes(config, refs, bundle)
 
 
-def detect_scenes(
-    config: DetectConfig, scenes: Sequence[SceneRef], bundle=None
-) -> list[SceneOutcome]:
+def detect_scenes(config: DetectConfig, scenes: Sequence[Scene], bundle=None) -> list[SceneOutcome]:
     """Run detection over ``scenes``; write each scene's detections, then its ledger row.
 
     A scene that cannot be read is a ``failed`` outcome, never an exception. ``bundle``: the
@@ -131,7 +134,7 @@ def detect_scenes(
         mode=config.mode, stride=stride, threshold=config.threshold,
         batch_size=config.batch_size, backend=config.backend,
     )  # fmt: skip
-    writer = _Writer(config, bundle, stride)
+    writer = _Writer(config, bundle, settings)
     with _pool(config, str(bundle.path), settings) as pool:
         return writer.run(pool, scenes)
 
@@ -139,17 +142,17 @@ def detect_scenes(
 class _Writer:
     """Plans scenes into region tasks, collects results, writes each scene when it completes."""
 
-    def __init__(self, config: DetectConfig, bundle, stride: int):
+    def __init__(self, config: DetectConfig, bundle, settings: DetectorSettings):
         from reports.store import open_store
 
-        self.config, self.bundle, self.stride = config, bundle, stride
+        self.config, self.bundle, self.settings = config, bundle, settings
         self.store = open_store(config.out)
         self.outcomes: list[SceneOutcome] = []
         self.backend_label = config.backend
         self.megapixels = 0.0
         self.started = time.perf_counter()
 
-    def run(self, pool, scenes: Sequence[SceneRef]) -> list[SceneOutcome]:
+    def run(self, pool, scenes: Sequence[Scene]) -> list[SceneOutcome]:
         from tqdm import tqdm
 
         bar = tqdm(total=0, unit="region", disable=not self.config.progress, leave=False)
@@ -164,31 +167,31 @@ class _Writer:
         return self.outcomes
 
     def _tasks(self, scenes, live, bar) -> Iterator[RegionTask]:
-        for index, ref in enumerate(scenes):
+        for index, listed in enumerate(scenes):
             try:
-                info, tasks = self._plan(index, ref)
+                scene, tasks = self._plan(index, listed)
             except SceneError as e:
-                failure = _record_failure(self.config, self.bundle, self.store, ref, str(e))
+                failure = _record_failure(self.config, self.bundle, self.store, listed, str(e))
                 self._done(failure, bar)
                 continue
-            live[index] = _Scene(index, ref, info, len(tasks), time.perf_counter())
+            live[index] = _Scene(index, scene, len(tasks), time.perf_counter())
             bar.total += len(tasks)
             bar.refresh()
             yield from tasks
 
-    def _plan(self, index: int, ref: SceneRef):
-        cfg, b = self.config, self.bundle
-        with open_scene(ref.uri) as ds:
-            info = describe(ds, ref.uri)
-            if min(info.width, info.height) < b.input_size:
+    def _plan(self, index: int, listed: Scene) -> tuple[Scene, list[RegionTask]]:
+        cfg, b, uri = self.config, self.bundle, listed.uri
+        with open_scene(uri) as ds:
+            scene = describe(ds, listed)
+            if min(scene.width, scene.height) < b.input_size:
                 raise SceneError(
-                    f"{ref.uri!r}: scene {info.width}×{info.height} px is smaller than one "
+                    f"{uri!r}: scene {scene.width}×{scene.height} px is smaller than one "
                     f"{b.input_size} px window"
                 )
-            bands = select_bands(ds, ref.uri, cfg.bands)
+            bands = select_bands(ds, uri, cfg.bands)
             scaling = resolve_scaling(ds, bands, cfg.scale)
-        regions = scene_regions(b, self.stride, info.width, info.height, cfg.region_size)
-        return info, [RegionTask(index, ref.uri, r, bands, scaling) for r in regions]
+        regions = scene_regions(self.settings, b, scene.width, scene.height, cfg.region_size)
+        return scene, [RegionTask(index, uri, r, bands, scaling) for r in regions]
 
     def _collect(self, result: RegionResult, live: dict[int, _Scene], bar) -> None:
         scene = live[result.scene]
@@ -205,28 +208,23 @@ class _Writer:
     def _write(self, scene: _Scene) -> SceneOutcome:
         from reports.geoparquet import detections_table
         from reports.ledger import write_scene_result
+        from reports.run import SceneRun
 
         results = sorted(scene.results, key=lambda r: r.region)
         errors = [r.error for r in results if r.error]
         seconds = time.perf_counter() - scene.started
-        info = scene.info
-        meta = _scene_meta(scene.ref, info)
-        store = self.store
-        row = _attempt_row(self.config, self.bundle, errors[0] if errors else None, seconds,
-                           self.backend_label)  # fmt: skip
+        uri, mp, store = scene.scene.uri, scene.scene.megapixels, self.store
+        run = SceneRun(scene.scene, _stamp(self.config, self.bundle, self.backend_label))
+        attempt = _attempt(errors[0] if errors else None, seconds)
         if errors:
-            write_scene_result(store, meta, None, row)
-            return SceneOutcome(scene.ref.uri, "failed", errors[0], 0, _mp(info), seconds)
+            write_scene_result(store, run, attempt)
+            return SceneOutcome(uri, "failed", errors[0], 0, mp, seconds)
         boxes = np.concatenate([r.boxes for r in results]) if results else np.zeros((0, 4))
         scores = np.concatenate([r.scores for r in results]) if results else np.zeros(0, np.float32)
-        table = detections_table(
-            meta, boxes, scores, label=_label(self.bundle), mode=self.config.mode,
-            backend=self.backend_label, model_sha256=self.bundle.weights_sha256,
-            run_id=self.config.run_id, detected_at=_now(),
-        )  # fmt: skip
-        written = write_scene_result(store, meta, table, row)
+        table = detections_table(run, boxes, scores, label=_label(self.bundle), detected_at=_now())
+        written = write_scene_result(store, run, attempt, table)
         return SceneOutcome(
-            scene.ref.uri, "ok", None, len(boxes), _mp(info), seconds,
+            uri, "ok", None, len(boxes), mp, seconds,
             store.uri(written.detections) if written.detections else None,
         )  # fmt: skip
 
@@ -235,39 +233,35 @@ class _Writer:
         bar.write(_summary(outcome)) if self.config.progress else log.info(_summary(outcome))
 
 
-def _attempt_row(config, bundle, error, seconds, backend) -> dict:
+def _stamp(config: DetectConfig, bundle, backend: str):
+    """The run stamp of this run's rows; ``backend`` is the label of the backend that scored."""
+    from reports.run import RunStamp
+
+    parameters = {
+        "threshold": config.threshold, "stride": config.stride, "region_size": config.region_size,
+        "batch_size": config.batch_size, "bands": config.bands, "scale": config.scale,
+    }  # fmt: skip
+    return RunStamp(config.run_id, bundle.weights_sha256, config.mode, backend, parameters)
+
+
+def _attempt(error: str | None, seconds: float):
+    """How a scene attempt that ended now, after ``seconds``, went."""
+    from reports.run import Attempt
+
     now = _now()
-    return {
-        "status": "failed" if error else "ok",
-        "error": error,
-        "seconds": seconds,
-        "mode": config.mode,
-        "backend": backend,
-        "model_sha256": bundle.weights_sha256,
-        "run_id": config.run_id,
-        "started_at": now - dt.timedelta(seconds=seconds),
-        "finished_at": now,
-    }
+    return Attempt(
+        "failed" if error else "ok", error, seconds, now - dt.timedelta(seconds=seconds), now
+    )
 
 
-def _record_failure(config: DetectConfig, bundle, store, ref: SceneRef, error: str) -> SceneOutcome:
+def _record_failure(config: DetectConfig, bundle, store, scene: Scene, error: str) -> SceneOutcome:
     """A scene that never reached the actors: its ledger row says why."""
     from reports.ledger import write_scene_result
-    from reports.schema import SceneMeta
+    from reports.run import SceneRun
 
-    row = _attempt_row(config, bundle, error, 0.0, config.backend)
-    write_scene_result(store, SceneMeta(ref.uri, ref.version, modified=ref.modified), None, row)
-    return SceneOutcome(ref.uri, "failed", error, 0, 0.0, 0.0)
-
-
-def _scene_meta(ref: SceneRef, info):
-    from reports.schema import SceneMeta
-
-    return SceneMeta(
-        uri=ref.uri, version=ref.version, width=info.width, height=info.height,
-        bands=info.count, dtype=info.dtype, crs=info.crs, transform=info.transform,
-        modified=ref.modified,
-    )  # fmt: skip
+    run = SceneRun(scene, _stamp(config, bundle, config.backend))
+    write_scene_result(store, run, _attempt(error, 0.0))
+    return SceneOutcome(scene.uri, "failed", error, 0, 0.0, 0.0)
 
 
 def _pool(config: DetectConfig, bundle_path: str, settings: DetectorSettings):
@@ -281,10 +275,6 @@ def _pool(config: DetectConfig, bundle_path: str, settings: DetectorSettings):
 def _label(bundle) -> str:
     name = bundle.positive_class
     return name if name.startswith("whale") else f"whale_{name}"
-
-
-def _mp(info) -> float:
-    return info.width * info.height / 1e6
 
 
 def _now() -> dt.datetime:
@@ -314,7 +304,7 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.argument("bundle", type=click.Path())
 @click.argument("scenes", nargs=-1, required=True)
 @click.option("--out", required=True, help="Reports root: a directory or s3://bucket/prefix.")
-@click.option("--mode", type=click.Choice(MODES), default="fcn", show_default=True)
+@mode_option
 @click.option("--stride", type=int, default=None, help="Sliding-window stride in px.")
 @click.option(
     "--region-size", type=int, default=2048, show_default=True, help="Core px per region."
@@ -328,10 +318,8 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 )
 @click.option("--scale", default="auto", show_default=True,
               help="auto | none | bits:N | range:LO,HI | percentile:P1,P2")  # fmt: skip
-@click.option("--backend", default="auto", show_default=True,
-              help="auto | torch | onnxruntime | openvino | tensorrt")  # fmt: skip
-@click.option("--workers", type=int, default=None,
-              help="Detection actors (default: one per GPU, else the CPU default); 0 = no Ray.")  # fmt: skip
+@backend_option
+@workers_option
 @address_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @verbose_option

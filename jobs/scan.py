@@ -24,10 +24,10 @@ from pathlib import Path
 
 import click
 
-from jobs.detect import MODES
-from jobs.options import address_option, verbose_option
-from tiling.s3 import RASTER_SUFFIXES, object_ref, parse_s3_uri, s3_client
-from tiling.scene import SceneError, SceneRef, resolve_scene
+from jobs import options
+from storage.s3 import list_objects
+from storage.uri import S3Uri, is_s3
+from tiling.scene import RASTER_SUFFIXES, Scene, SceneError, resolve_scene
 
 __all__ = [
     "DEFAULT_SUFFIXES",
@@ -114,10 +114,10 @@ class ScanConfig:
         set_ = object.__setattr__  # frozen: normalise once, here
         if not isinstance(self.source, str) or not self.source:
             raise ValueError(f"source={self.source!r}: expected s3://bucket/prefix or a directory")
-        if self.source.startswith("s3://"):
-            bucket, prefix = parse_s3_uri(self.source)
-            prefix = prefix.strip("/")
-            set_(self, "source", f"s3://{bucket}/{prefix}/" if prefix else f"s3://{bucket}/")
+        if is_s3(self.source):
+            source = S3Uri.parse(self.source)
+            prefix = source.key.strip("/")
+            set_(self, "source", str(source.child(f"{prefix}/" if prefix else "")))
         elif "://" in self.source:
             raise ValueError(f"source={self.source!r}: expected s3://bucket/prefix or a directory")
         else:
@@ -129,9 +129,9 @@ class ScanConfig:
             set_(self, "bundle", os.fspath(self.bundle))
         if not isinstance(self.bundle, str) or not self.bundle:
             raise ValueError(f"bundle={self.bundle!r}: expected a directory, .tar or s3://…")
-        if self.bundle.startswith("s3://"):
+        if is_s3(self.bundle):
             try:  # the object itself is fetched and validated by load_bundle
-                _, key = parse_s3_uri(self.bundle)
+                key = S3Uri.parse(self.bundle).key
             except ValueError as e:
                 raise ValueError(f"bundle={e}") from None
             if not key or key.endswith("/"):
@@ -149,21 +149,21 @@ class ScanConfig:
             set_(self, "every", parse_interval(self.every))
         if self.max_scenes is not None and self.max_scenes < 1:
             raise ValueError(f"max_scenes={self.max_scenes}: must be ≥ 1 (or None for all)")
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.mode not in options.MODES:
+            raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(options.MODES)}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers={self.workers}: must be ≥ 0")
 
     @property
     def is_s3(self) -> bool:
-        return self.source.startswith("s3://")
+        return is_s3(self.source)
 
 
 @dataclass(frozen=True)
 class PlannedScene:
     """A scene version to detect, and why: ``new``, ``changed`` (new version) or ``retry``."""
 
-    ref: SceneRef
+    ref: Scene
     reason: str
     scene_key: str
 
@@ -178,8 +178,8 @@ class ScanPlan:
     listed: int  # objects under the source (any suffix)
     todo: tuple[PlannedScene, ...]
     deferred: tuple[PlannedScene, ...]  # over --max-scenes: left for the next scan
-    unchanged: tuple[SceneRef, ...]  # already ok in the ledger at this version
-    failed_before: tuple[SceneRef, ...]  # failed at this version; retried with --retry-failed
+    unchanged: tuple[Scene, ...]  # already ok in the ledger at this version
+    failed_before: tuple[Scene, ...]  # failed at this version; retried with --retry-failed
     deleted: tuple[str, ...]  # URIs in the ledger that are no longer in the source
     ignored: int  # objects without a matching suffix
 
@@ -226,27 +226,20 @@ class ScanSummary:
         return 1 if self.failed else 0
 
 
-def _list_s3(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
-    bucket, prefix = parse_s3_uri(config.source)
-    paginator = s3_client().get_paginator("list_objects_v2")
+def _list_s3(config: ScanConfig) -> tuple[list[Scene], set[str], int]:
     refs, uris, ignored = [], set(), 0
-    pages = paginator.paginate(
-        Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_PAGE_SIZE}
-    )
-    for page in pages:
-        for obj in page.get("Contents", ()):
-            key = obj["Key"]
-            if key.endswith("/"):  # a "folder" marker
-                continue
-            uris.add(f"s3://{bucket}/{key}")
-            if key.lower().endswith(config.suffixes):
-                refs.append(object_ref(bucket, key, obj["ETag"], obj["LastModified"]))
-            else:
-                ignored += 1
+    for obj in list_objects(S3Uri.parse(config.source), page_size=LIST_PAGE_SIZE):
+        if obj.uri.key.endswith("/"):  # a "folder" marker
+            continue
+        uris.add(str(obj.uri))
+        if obj.uri.key.lower().endswith(config.suffixes):
+            refs.append(Scene.from_head(obj))
+        else:
+            ignored += 1
     return refs, uris, ignored
 
 
-def _list_local(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
+def _list_local(config: ScanConfig) -> tuple[list[Scene], set[str], int]:
     refs, uris, ignored = [], set(), 0
     for dirpath, dirnames, filenames in os.walk(config.source):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -266,7 +259,7 @@ def _list_local(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
     return refs, uris, ignored
 
 
-def list_source(config: ScanConfig) -> tuple[list[SceneRef], set[str], int]:
+def list_source(config: ScanConfig) -> tuple[list[Scene], set[str], int]:
     """``(refs with a matching suffix, URIs of every object, count ignored by suffix)``."""
     return _list_s3(config) if config.is_s3 else _list_local(config)
 
@@ -292,8 +285,8 @@ def plan_scan(config: ScanConfig) -> ScanPlan:
         versions_by_uri.setdefault(row["scene_uri"], set()).add(row["scene_version"])
 
     todo: list[PlannedScene] = []
-    unchanged: list[SceneRef] = []
-    failed_before: list[SceneRef] = []
+    unchanged: list[Scene] = []
+    failed_before: list[Scene] = []
     for ref in sorted(refs, key=lambda r: (r.modified, r.uri)):
         key = scene_key(ref.uri, ref.version, model_sha256, config.mode)
         status = status_by_key.get(key)
@@ -451,14 +444,11 @@ def stop_on_signals(stop: threading.Event, echo: Callable[[str], None]) -> Itera
 @click.option("--max-scenes", type=int, default=None, help="Detect at most N scenes per scan.")
 @click.option("--dry-run", is_flag=True, help="Print what would be detected; write nothing.")
 @click.option("--retry-failed", is_flag=True, help="Retry scenes that failed at the same version.")
-@click.option("--mode", type=click.Choice(MODES), default="fcn", show_default=True)
-@click.option(
-    "--backend", default="auto", show_default=True,
-    help="auto | torch | onnxruntime | openvino | tensorrt",
-)  # fmt: skip
-@click.option("--workers", type=int, default=None, help="Detection actors; 0 = no Ray.")
-@address_option
-@verbose_option
+@options.mode_option
+@options.backend_option
+@options.workers_option
+@options.address_option
+@options.verbose_option
 @click.pass_context
 def scan(ctx, source, bundle, reports, suffixes, every, max_scenes, dry_run, retry_failed, mode,
          backend, workers, address):  # fmt: skip

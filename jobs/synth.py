@@ -80,20 +80,14 @@ def scene(
     no_crs: bool,
 ) -> None:
     """Write a synthetic scene GeoTIFF OUT and its truth sidecar OUT.truth.parquet."""
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
 
     try:
-        summary = write_scene(
-            out,
-            width,
-            height,
-            whales=whales,
-            seed=seed,
-            dtype=dtype,
-            bands=int(bands),
-            nodata_border=nodata_border,
-            crs=not no_crs,
-        )
+        spec = SceneSpec(
+            width, height, whales=whales, seed=seed, dtype=dtype, bands=int(bands),
+            nodata_border=nodata_border, crs=not no_crs,
+        )  # fmt: skip
+        summary = write_scene(out, spec)
     except ValueError as err:
         raise click.BadParameter(str(err)) from err
     click.echo(str(summary))

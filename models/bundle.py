@@ -17,6 +17,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from storage.atomic import write_bytes_atomic
+from storage.cache import cache_dir, fetch_cached
+from storage.s3 import StorageError
+from storage.uri import S3Uri, is_s3
+
 WEIGHTS = "model.safetensors"
 MANIFEST = "bundle.json"
 FORMAT_VERSION = 1
@@ -114,8 +119,11 @@ def update_manifest(bundle: Bundle, **changes: Any) -> Bundle:
 
 def load_bundle(path: str | Path) -> Bundle:
     """Read and validate a bundle directory or ``.tar``; raise :class:`BundleError` on any problem."""
-    if str(path).startswith("s3://"):
-        path = _fetch_s3(str(path))
+    if is_s3(path):
+        try:
+            path = fetch_cached(S3Uri.parse(path), "bundles", suffix=".tar")
+        except (StorageError, ValueError) as e:
+            raise BundleError(f"{str(path)!r}: cannot fetch model bundle ({e})") from e
     p = Path(path)
     if not p.exists():
         raise BundleError(f"{str(p)!r}: no such model bundle")
@@ -211,15 +219,14 @@ def _from_manifest(path: Path, m: dict[str, Any]) -> Bundle:
 
 
 def _write_manifest(directory: Path, bundle: Bundle) -> None:
-    tmp = directory / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(bundle.manifest(), indent=2, sort_keys=True) + "\n")
-    tmp.replace(directory / MANIFEST)
+    text = json.dumps(bundle.manifest(), indent=2, sort_keys=True) + "\n"
+    write_bytes_atomic(directory / MANIFEST, text.encode())
 
 
 def _extract(tar_path: Path) -> Path:
     """Unpack a bundle .tar once into a cache dir keyed by its hash (data-only filter: no links out)."""
     key = sha256_file(tar_path)[:16]
-    dest = _cache_dir() / key
+    dest = cache_dir("bundles") / key
     if not (dest / MANIFEST).exists():
         dest.mkdir(parents=True, exist_ok=True)
         try:
@@ -231,32 +238,6 @@ def _extract(tar_path: Path) -> Path:
     if not (dest / MANIFEST).exists() and len(inner) == 1:
         return inner[0]
     return dest
-
-
-def _fetch_s3(uri: str) -> Path:
-    """Download a bundle ``.tar`` from S3 once per ETag into the local bundle cache."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from tiling.s3 import parse_s3_uri, s3_client
-
-    bucket, key = parse_s3_uri(uri)
-    client = s3_client()
-    try:
-        etag = client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
-        dest = _cache_dir() / (hashlib.sha256(f"{uri}@{etag}".encode()).hexdigest()[:16] + ".tar")
-        if not dest.exists():
-            tmp = dest.with_suffix(".part")
-            client.download_file(bucket, key, str(tmp))
-            tmp.replace(dest)
-    except (BotoCoreError, ClientError) as e:
-        raise BundleError(f"{uri!r}: cannot fetch model bundle ({e})") from e
-    return dest
-
-
-def _cache_dir() -> Path:
-    d = Path(tempfile.gettempdir()) / "whalescan-bundles"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def _versions() -> dict[str, str]:

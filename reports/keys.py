@@ -29,7 +29,8 @@ def scene_key(scene_uri: str, scene_version: str, model_sha256: str, mode: str) 
     """The report key of one (scene, scene version, model, mode): 24 hex chars of SHA-256.
 
     The detections and scenes objects of a scene are named by it, so a rerun with the same
-    inputs overwrites the same objects (DESIGN.md: "Re-running is idempotent").
+    inputs overwrites the same objects: re-running is idempotent
+    (``tests/test_reports.py::test_rerun_overwrites_same_object_with_same_bytes``).
     """
     for name, value in (
         ("scene_uri", scene_uri),

@@ -5,14 +5,15 @@ from __future__ import annotations
 import io
 import logging
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reports.geoparquet import scenes_table, write_geoparquet, write_parquet
-from reports.keys import detections_relpath, partition_date, scene_key, scenes_relpath
-from reports.schema import SCENES_SCHEMA, SceneMeta
+from reports.keys import detections_relpath, partition_date, scenes_relpath
+from reports.run import Attempt, SceneRun
+from reports.schema import SCENES_SCHEMA
 from reports.store import Store
 from tiling.geo import crs_string
 
@@ -86,69 +87,56 @@ def done_keys(store: Store, statuses: tuple[str, ...] = ("ok",)) -> set[str]:
 
 def write_scene_result(
     store: Store,
-    scene_meta: SceneMeta,
-    detections_table: pa.Table | None,
-    scene_row: dict[str, Any],
+    run: SceneRun,
+    attempt: Attempt,
+    detections_table: pa.Table | None = None,
 ) -> SceneWrite:
     """Record one scene attempt: its detections file first, then its ledger row.
 
-    ``scene_row`` carries the attempt (``status``, ``error``, ``seconds``, ``mode``, ``backend``,
-    ``model_sha256``, ``run_id``, ``started_at``, ``finished_at``); the scene columns
-    (``scene_uri``, ``scene_version``, ``scene_key``, ``width``, ``height``, ``bands``,
-    ``dtype``, ``native_crs``, ``megapixels``, ``scene_modified``, and ``detections`` =
-    the table's row count) are filled from ``scene_meta`` and ``detections_table`` where the
-    row leaves them out.
+    The row's columns come from the scene (``scene_uri``, ``scene_version``, ``width``,
+    ``height``, ``bands``, ``dtype``, ``native_crs``, ``megapixels``, ``scene_modified``), the
+    run stamp (``mode``, ``backend``, ``model_sha256``, ``run_id``), the attempt (``status``,
+    ``error``, ``seconds``, ``started_at``, ``finished_at``), ``run.key`` and
+    ``detections`` = the table's row count.
 
     * ``status="ok"``: ``detections_table`` is required; it is written (and durable) before the
       scene row, so a scene is in the ledger only once its detections are.
     * ``"failed"`` / ``"skipped"``: only the scene row (``error`` should say why).
 
     Both objects are named by the scene key (URI, version, model, mode) and ``dt`` from the
-    scene version's time, so a rerun overwrites them. If ``scene_meta.modified`` is None (the
-    scene could not even be stat'ed), ``dt`` falls back to ``started_at`` or now.
+    scene version's time, so a rerun overwrites them. If ``run.scene.modified`` is None (the
+    scene could not even be stat'ed), ``dt`` falls back to ``attempt.started_at`` or now.
     """
-    row = dict(scene_row)
-    status = row.get("status")
-    for name in ("model_sha256", "mode"):
-        if not row.get(name):
-            raise ValueError(
-                f"{scene_meta.uri!r}: scene_row needs {name!r} to derive the scene key"
-            )
+    scene, stamp, key, status = run.scene, run.stamp, run.key, attempt.status
     if status == "ok" and detections_table is None:
-        raise ValueError(f"{scene_meta.uri!r}: status 'ok' needs a detections table")
+        raise ValueError(f"{scene.uri!r}: status 'ok' needs a detections table")
     if status != "ok" and detections_table is not None:
-        raise ValueError(f"{scene_meta.uri!r}: status {status!r} must not carry a detections table")
+        raise ValueError(f"{scene.uri!r}: status {status!r} must not carry a detections table")
 
-    key = scene_key(scene_meta.uri, scene_meta.version, row["model_sha256"], row["mode"])
-    when = scene_meta.modified or row.get("started_at") or datetime.now(UTC)
-    dt = partition_date(when)
-
-    megapixels = (
-        scene_meta.width * scene_meta.height / 1e6
-        if scene_meta.width is not None and scene_meta.height is not None
-        else None
-    )
-    defaults = {
-        "scene_uri": scene_meta.uri,
-        "scene_version": scene_meta.version,
+    dt = partition_date(scene.modified or attempt.started_at or datetime.now(UTC))
+    row = {
+        "scene_uri": scene.uri,
+        "scene_version": scene.version,
         "scene_key": key,
-        "width": scene_meta.width,
-        "height": scene_meta.height,
-        "bands": scene_meta.bands,
-        "dtype": scene_meta.dtype,
-        "native_crs": crs_string(scene_meta.crs),
-        "megapixels": megapixels,
+        "width": scene.width,
+        "height": scene.height,
+        "bands": scene.bands,
+        "dtype": scene.dtype,
+        "native_crs": crs_string(scene.crs),
+        "status": status,
+        "error": attempt.error,
         "detections": len(detections_table) if detections_table is not None else None,
-        "scene_modified": scene_meta.modified,
+        "megapixels": scene.megapixels,
+        "seconds": attempt.seconds,
+        "mode": stamp.mode,
+        "backend": stamp.backend,
+        "model_sha256": stamp.model_sha256,
+        "run_id": stamp.run_id,
+        "started_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+        "scene_modified": scene.modified,
     }
-    for name, value in defaults.items():
-        if row.get(name) is None:
-            row[name] = value
-    if row["scene_key"] != key:
-        raise ValueError(
-            f"{scene_meta.uri!r}: scene_row scene_key {row['scene_key']!r} != derived {key!r}"
-        )
-    table = scenes_table([row])  # validates status and column names before anything is written
+    table = scenes_table([row])  # validates the row before anything is written
 
     det_path = None
     if detections_table is not None:
@@ -156,5 +144,5 @@ def write_scene_result(
         write_geoparquet(detections_table, store, det_path)
     scene_path = scenes_relpath(key, dt)
     write_parquet(table, store, scene_path)
-    log.debug("%s: %s -> %s", scene_meta.uri, status, store.uri(scene_path))
+    log.debug("%s: %s -> %s", scene.uri, status, store.uri(scene_path))
     return SceneWrite(key, det_path, scene_path)

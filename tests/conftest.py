@@ -78,7 +78,7 @@ def bucket(s3_server) -> str:
     """A fresh, uniquely named bucket on the S3 server."""
     import uuid
 
-    from tiling.s3 import s3_client
+    from storage.s3 import s3_client
 
     name = f"test-{uuid.uuid4().hex[:10]}"
     s3_client().create_bucket(Bucket=name)

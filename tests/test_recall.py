@@ -5,7 +5,7 @@ import pytest
 
 from jobs.detect import DetectConfig, run_detect
 from reports.truth import match_centres
-from synth.scene import write_scene
+from synth.scene import SceneSpec, write_scene
 from tests.helpers import px_boxes, read_detections, truth_boxes
 
 # Scenes unlike the chips' seed and unlike each other: size, seed, bit depth, bands, nodata, CRS.
@@ -21,7 +21,7 @@ PRECISION = 0.6
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_trained_bundle_finds_the_painted_whales(trained_bundle, tmp_path, flavour):
-    scene = write_scene(tmp_path / f"{flavour}.tif", whales=8, **FLAVOURS[flavour]).path
+    scene = write_scene(tmp_path / f"{flavour}.tif", SceneSpec(whales=8, **FLAVOURS[flavour])).path
     config = DetectConfig(
         bundle=str(trained_bundle), out=str(tmp_path / "r"), scenes=(str(scene),),
         backend="torch", workers=0, region_size=320, progress=False,

@@ -21,10 +21,10 @@ from werkzeug.serving import make_server
 import jobs.scan as scan_module
 from jobs.scan import ScanConfig, parse_interval, plan_scan, scan
 from reports.ledger import read_scenes, write_scene_result
-from reports.schema import SceneMeta
 from reports.store import open_store
+from storage.s3 import s3_client
 from tests.helpers import S3_SECRET, noise_scene, untrained_bundle
-from tiling.s3 import head_ref, s3_client
+from tiling.scene import resolve_scene
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +57,18 @@ def record(reports, uri, model_sha, status="ok", mode="fcn", version=None):
     from reports.schema import DETECTIONS_SCHEMA
 
     if version is None:
-        ref = head_ref(uri)
+        ref = resolve_scene(uri)
         version, modified = ref.version, ref.modified
     else:
         modified = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
-    row = {"status": status, "error": None if status == "ok" else "boom", "mode": mode,
-           "model_sha256": model_sha, "run_id": "earlier"}  # fmt: skip
+    from reports.run import Attempt, RunStamp, SceneRun
+    from tiling.scene import Scene
+
+    stamp = RunStamp("earlier", model_sha, mode, "torch:cpu")
+    attempt = Attempt(status, None if status == "ok" else "boom")
     table = DETECTIONS_SCHEMA.empty_table() if status == "ok" else None
-    write_scene_result(open_store(reports), SceneMeta(uri, version, modified=modified), table, row)
+    run = SceneRun(Scene(uri, version, modified=modified), stamp)
+    write_scene_result(open_store(reports), run, attempt, table)
 
 
 def uris(refs) -> list[str]:
@@ -144,7 +148,7 @@ def test_plan_new_unchanged_changed_failed_deleted(s3_server, bucket, bundle, mo
     assert uris(plan.failed_before) == [failed]
     assert plan.deleted == (f"s3://{bucket}/drops/gone.tif",)
     assert (plan.listed, plan.ignored) == (5, 1)
-    ref = head_ref(changed)
+    ref = resolve_scene(changed)
     assert plan.todo[0].ref == ref or plan.todo[1].ref == ref  # ETag (unquoted) + LastModified
     assert '"' not in ref.version and ref.modified.tzinfo is not None
 
