@@ -23,6 +23,7 @@ from jobs.options import (
     address_option,
     backend_option,
     mode_option,
+    progress_option,
     verbose_option,
     workers_option,
 )
@@ -31,6 +32,10 @@ from tiling.bands import parse_scale, resolve_scaling, select_bands
 from tiling.scene import Scene, SceneError, describe, open_scene, resolve_scene
 
 log = logging.getLogger(__name__)
+
+
+class StrideError(ValueError):
+    """``--stride`` does not fit the bundle (fcn mode scores at the network's own stride)."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ def detect_scenes(config: DetectConfig, scenes: Sequence[Scene], bundle=None) ->
         bundle.output_stride if config.mode == "fcn" else (config.stride or bundle.output_stride)
     )
     if config.mode == "fcn" and config.stride not in (None, stride):
-        raise ValueError(
+        raise StrideError(
             f"--stride {config.stride}: fcn mode scores at the bundle's stride {stride}"
         )
     settings = DetectorSettings(
@@ -321,16 +326,18 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @backend_option
 @workers_option
 @address_option
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@progress_option
+@click.option("--quiet", is_flag=True, hidden=True, help="Same as --no-progress.")
 @verbose_option
 def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold, bands, scale,
-           backend, workers, address, quiet):  # fmt: skip
+           backend, workers, address, progress, quiet):  # fmt: skip
     """Detect whale faces in SCENES (GeoTIFF paths or s3:// URIs) with the model BUNDLE."""
     try:
         config = DetectConfig(
             bundle=bundle, out=out, scenes=tuple(scenes), mode=mode, stride=stride,
             region_size=region_size, batch_size=batch_size, threshold=threshold, bands=bands,
-            scale=scale, backend=backend, workers=workers, address=address, progress=not quiet,
+            scale=scale, backend=backend, workers=workers, address=address,
+            progress=progress and not quiet,
         )  # fmt: skip
     except ValueError as e:
         raise click.UsageError(str(e)) from e
@@ -338,6 +345,8 @@ def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold
 
     try:
         outcomes = run_detect(config)
+    except StrideError as e:
+        raise click.UsageError(str(e)) from e
     except BundleError as e:
         raise click.ClickException(str(e)) from e
     ok = sum(o.status == "ok" for o in outcomes)

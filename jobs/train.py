@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from jobs.options import address_option, verbose_option
+from jobs.options import address_option, progress_option, verbose_option
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +378,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 @click.option(
     "--cpus-per-worker", type=float, default=_DEFAULTS["cpus_per_worker"], show_default=True
 )
-@click.option("--progress/--no-progress", default=True, help="Show the progress bar (stderr).")
+@progress_option
 @address_option
 @verbose_option
 def train(data: Path, out: Path, **opts: Any) -> None:

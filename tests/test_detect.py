@@ -159,11 +159,32 @@ def _cli(*args):
 
 def test_cli_runs_a_real_scene(bundle, scene, tmp_path):
     ok = _cli(
-        bundle, scene, "--out", tmp_path / "r", "--workers", 0, "--quiet", "--backend", "torch"
+        bundle,
+        scene,
+        "--out",
+        tmp_path / "r",
+        "--workers",
+        0,
+        "--no-progress",
+        "--backend",
+        "torch",
     )
     assert ok.exit_code == 0, ok.output
     assert "1/1 scene(s) ok" in ok.output
     assert read_detections(tmp_path / "r").num_rows > 0
+
+
+def test_cli_draws_a_progress_bar_only_when_asked(bundle, scene, tmp_path):
+    """CliRunner's stderr is no terminal: no bar by default (job logs stay readable)."""
+    args = [bundle, scene, "--workers", 0, "--backend", "torch"]
+    plain = _cli(*args, "--out", tmp_path / "a")
+    shown = _cli(*args, "--out", tmp_path / "b", "--progress")
+    quiet = _cli(
+        *args, "--out", tmp_path / "c", "--progress", "--quiet"
+    )  # the old flag still works
+    assert plain.exit_code == shown.exit_code == quiet.exit_code == 0, plain.output + shown.output
+    assert "region" in shown.stderr and "MP/s" in shown.stderr
+    assert "region" not in plain.stderr and "region" not in quiet.stderr
 
 
 @pytest.mark.parametrize(
@@ -176,6 +197,8 @@ def test_cli_runs_a_real_scene(bundle, scene, tmp_path):
         ("--mode", "tiles", "--mode"),
         ("--workers", "-1", "workers"),
         ("--stride", "0", "stride"),
+        ("--stride", "4", "fcn mode scores at the bundle's stride"),
+        ("--backend", "tflite", "--backend"),
     ],
 )
 def test_cli_rejects_bad_option_values_before_any_work(
@@ -218,6 +241,6 @@ def test_cli_names_a_missing_or_wrong_bundle_in_one_line(bundle, scene, tmp_path
 
 def test_cli_exits_1_when_a_scene_fails(bundle, scene, tmp_path):
     res = _cli(bundle, scene, tmp_path / "missing.tif", "--out", tmp_path / "r", "--workers", 0,
-               "--quiet", "--backend", "torch")  # fmt: skip
+               "--no-progress", "--backend", "torch")  # fmt: skip
     assert res.exit_code == 1, res.output
     assert "1/2 scene(s) ok" in res.output
