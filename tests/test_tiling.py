@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.windows import Window
 
-from tiling.grid import in_window, plan_regions, required_halo
+from tiling.grid import in_window, plan_regions
 from tiling.heatmap import CellGrid, find_peaks, heatmap_to_boxes, refine
 from tiling.nms import nms
 
@@ -41,12 +41,6 @@ def test_cores_partition_the_scene_and_reads_are_aligned(width, height, core, ha
 def test_plan_rejects_empty_scene():
     with pytest.raises(ValueError, match="must be positive"):
         plan_regions(0, 10, 64, 8, 8)
-
-
-def test_halo_covers_window_box_and_neighbourhood():
-    halo = required_halo(window=64, stride=8, box_size=32, peak_radius=2)
-    assert halo % 8 == 0
-    assert halo >= 32 + 32 + 2 * 3 * 8
 
 
 def test_in_window_is_half_open():
