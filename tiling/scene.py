@@ -54,6 +54,8 @@ class Scene:
         crs: the scene CRS (rasterio ``CRS``, ``"EPSG:32619"``, WKT, …) or None if it has none.
         transform: pixel → ``crs`` affine (``offset="ul"``), or None; required when ``crs`` is set.
         nodata: the nodata value, or None.
+        gsd_m: ground sample distance, metres per pixel (``tiling.sampling``: from the
+            georeferencing or the user's ``--gsd``), or None if unknown.
 
     Listing and ``resolve_scene`` fill the first three; ``describe`` the raster fields.
     """
@@ -68,6 +70,7 @@ class Scene:
     crs: CRS | str | int | None = None
     transform: Affine | None = None
     nodata: float | None = None
+    gsd_m: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.uri, str) or not self.uri:
@@ -89,6 +92,8 @@ class Scene:
                 f"Scene.transform for {self.uri!r}: {type(self.transform).__name__}, "
                 "expected affine.Affine"
             )
+        if self.gsd_m is not None and not self.gsd_m > 0:
+            raise ValueError(f"Scene.gsd_m={self.gsd_m!r} for {self.uri!r}, expected metres > 0")
         if self.modified is not None and (
             not isinstance(self.modified, dt.datetime) or self.modified.utcoffset() is None
         ):
