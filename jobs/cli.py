@@ -15,13 +15,17 @@ from jobs.logs import configure_logging
 # name -> "module:attribute" of a click command or group.
 COMMANDS = {
     "synth": "jobs.synth:synth",
+    "chips": "jobs.chips:chips",
     "train": "jobs.train:train",
     "eval": "jobs.evaluate:evaluate",
+    "evaluate": "jobs.evaluate_detections:evaluate",
+    "export-detections": "jobs.export_detections:export_detections",
     "detect": "jobs.detect:detect",
     "export": "jobs.export:export",
     "bench": "jobs.bench:bench",
     "scan": "jobs.scan:scan",
     "report": "jobs.report:report",
+    "compact": "jobs.compact:compact",
 }
 
 

@@ -53,6 +53,7 @@ class DetectConfig:
     address: str | None = None
     run_id: str = field(default_factory=lambda: new_run_id())
     progress: bool = True
+    rerun: bool = False  # detect scenes whose result (same scene key) is already ok, again
     gsd: float | None = None  # metres per pixel of every scene, instead of its georeferencing
 
     def __post_init__(self):
@@ -84,6 +85,7 @@ class SceneOutcome:
     megapixels: float
     seconds: float
     detections_path: str | None = None
+    reused: bool = False  # already ok in the reports with the same key: not detected again
     gsd_m: float | None = None  # the scene's ground sample distance, None if unknown
     px_scale: float = 1.0  # native px per scored px (1: scored at native pixels)
 
@@ -105,7 +107,12 @@ def new_run_id() -> str:
 
 
 def run_detect(config: DetectConfig) -> list[SceneOutcome]:
-    """Detect in ``config.scenes`` (paths or ``s3://`` URIs); unusable ones become failed rows."""
+    """Detect in ``config.scenes`` (paths or ``s3://`` URIs); unusable ones become failed rows.
+
+    A scene whose result is already ``ok`` in ``config.out`` under the same scene key (scene
+    version, model, mode, parameters) is not detected again unless ``config.rerun``: after a
+    killed run, the same command finishes the missing scenes only.
+    """
     from models.bundle import load_bundle
     from reports.store import open_store
 
@@ -118,7 +125,43 @@ def run_detect(config: DetectConfig) -> list[SceneOutcome]:
         except SceneError as e:
             missing = Scene(uri, "missing", _now())
             failed.append(_record_failure(config, bundle, store, missing, str(e)))
-    return failed + detect_scenes(config, refs, bundle)
+    reused: list[SceneOutcome] = []
+    if not config.rerun:
+        refs, reused = _split_done(config, bundle, store, refs)
+    return failed + reused + detect_scenes(config, refs, bundle)
+
+
+def _split_done(config: DetectConfig, bundle, store, scenes: list[Scene]):
+    """``(scenes still to detect, outcomes of those already ok under the same scene key)``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from reports.ledger import read_ledger
+
+    stamp = run_stamp(config, bundle, config.backend)
+    keys = {scene.uri: stamp.scene_key(scene.uri, scene.version) for scene in scenes}
+    ledger = read_ledger(store, ["scene_key", "status", "detections", "megapixels"])
+    wanted = pc.is_in(ledger["scene_key"], pa.array(list(keys.values()), pa.string()))
+    done = {r["scene_key"]: r for r in ledger.filter(wanted).to_pylist() if r["status"] == "ok"}
+    todo, reused = [], []
+    for scene in scenes:
+        row = done.get(keys[scene.uri])
+        if row is None:
+            todo.append(scene)
+            continue
+        reused.append(
+            SceneOutcome(
+                scene.uri,
+                "ok",
+                None,
+                row["detections"] or 0,
+                row["megapixels"] or 0.0,
+                0.0,
+                reused=True,
+            )  # fmt: skip
+        )
+        log.info("%s: already done (key %s); --rerun to detect again", scene.uri, keys[scene.uri])
+    return todo, reused
 
 
 def detect_scenes(config: DetectConfig, scenes: Sequence[Scene], bundle=None) -> list[SceneOutcome]:
@@ -130,18 +173,7 @@ def detect_scenes(config: DetectConfig, scenes: Sequence[Scene], bundle=None) ->
     from models.bundle import load_bundle
 
     bundle = bundle or load_bundle(config.bundle)
-    if bundle.gsd_m is None:
-        log.warning(
-            "%s records no ground sample distance: scenes are scored at their native pixels",
-            config.bundle,
-        )
-    stride = (
-        bundle.output_stride if config.mode == "fcn" else (config.stride or bundle.output_stride)
-    )
-    if config.mode == "fcn" and config.stride not in (None, stride):
-        raise ValueError(
-            f"--stride {config.stride}: fcn mode scores at the bundle's stride {stride}"
-        )
+    stride = _stride(config, bundle)
     settings = DetectorSettings(
         mode=config.mode, stride=stride, threshold=config.threshold,
         batch_size=config.batch_size, backend=config.backend,
@@ -231,7 +263,7 @@ class _Writer:
         errors = [r.error for r in results if r.error]
         seconds = time.perf_counter() - scene.started
         uri, mp, store = scene.scene.uri, scene.scene.megapixels, self.store
-        run = SceneRun(scene.scene, _stamp(self.config, self.bundle, self.backend_label))
+        run = SceneRun(scene.scene, run_stamp(self.config, self.bundle, self.backend_label))
         attempt = _attempt(errors[0] if errors else None, seconds, scene.sampling.grid.scale)
         if errors:
             write_scene_result(store, run, attempt)
@@ -243,7 +275,7 @@ class _Writer:
         return SceneOutcome(
             uri, "ok", None, len(boxes), mp, seconds,
             store.uri(written.detections) if written.detections else None,
-            scene.sampling.gsd_m, scene.sampling.grid.scale,
+            gsd_m=scene.sampling.gsd_m, px_scale=scene.sampling.grid.scale,
         )  # fmt: skip
 
     def _done(self, outcome: SceneOutcome, bar) -> None:
@@ -251,16 +283,48 @@ class _Writer:
         bar.write(_summary(outcome)) if self.config.progress else log.info(_summary(outcome))
 
 
-def _stamp(config: DetectConfig, bundle, backend: str):
-    """The run stamp of this run's rows; ``backend`` is the label of the backend that scored."""
+def run_stamp(config: DetectConfig, bundle, backend: str | None = None):
+    """The run stamp of this run's rows; ``backend``: the label of the backend that scored
+    (default: the configured one). Its ``scene_key`` is what scan and detect compare."""
     from reports.run import RunStamp
 
-    parameters = {
-        "threshold": config.threshold, "stride": config.stride, "region_size": config.region_size,
-        "batch_size": config.batch_size, "bands": config.bands, "scale": config.scale,
-        "gsd": config.gsd, "model_gsd_m": bundle.gsd_m,
-    }  # fmt: skip
-    return RunStamp(config.run_id, bundle.weights_sha256, config.mode, backend, parameters)
+    key_parameters = result_parameters(config, bundle)
+    parameters = {**key_parameters, "region_size": config.region_size,
+                  "batch_size": config.batch_size}  # fmt: skip
+    backend = backend or config.backend
+    return RunStamp(config.run_id, bundle.weights_sha256, config.mode, backend, parameters,
+                    key_parameters)  # fmt: skip
+
+
+def result_parameters(config: DetectConfig, bundle) -> dict:
+    """The settings, besides model and mode, that change a scene's detections: part of its key.
+
+    Not here, because they leave the boxes unchanged: ``region_size`` (tiling is invisible),
+    ``batch_size``, ``workers`` and the backend (``auto`` may pick another one on another node;
+    the default backends agree with torch to 1e-6 — README, "Backends"). A new option that
+    changes results must be added here, or runs with other values would overwrite each other.
+    """
+    return {
+        "threshold": config.threshold,
+        "nms_iou": DetectorSettings.nms_iou,  # not an option yet: the library default
+        "stride": _stride(config, bundle),
+        "bands": list(config.bands) if config.bands else None,
+        "scale": config.scale,
+        "gsd": config.gsd,
+        "model_gsd_m": bundle.gsd_m,
+    }
+
+
+def _stride(config: DetectConfig, bundle) -> int:
+    """The heatmap stride in px: the bundle's for fcn, ``--stride`` (else the bundle's) sliding."""
+    if config.mode == "fcn":
+        if config.stride not in (None, bundle.output_stride):
+            raise ValueError(
+                f"--stride {config.stride}: fcn mode scores at the bundle's stride "
+                f"{bundle.output_stride}"
+            )
+        return bundle.output_stride
+    return config.stride or bundle.output_stride
 
 
 def _attempt(error: str | None, seconds: float, px_scale: float | None = None):
@@ -279,7 +343,7 @@ def _record_failure(config: DetectConfig, bundle, store, scene: Scene, error: st
     from reports.ledger import write_scene_result
     from reports.run import SceneRun
 
-    run = SceneRun(scene, _stamp(config, bundle, config.backend))
+    run = SceneRun(scene, run_stamp(config, bundle, config.backend))
     write_scene_result(store, run, _attempt(error, 0.0))
     return SceneOutcome(scene.uri, "failed", error, 0, 0.0, 0.0)
 
@@ -351,16 +415,21 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @workers_option
 @address_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--rerun", is_flag=True,
+    help="Detect scenes again even if the reports already hold an ok result for the same scene "
+    "version, model and parameters (the new attempt then wins).",
+)  # fmt: skip
 @verbose_option
 def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold, bands, scale,
-           backend, gsd, workers, address, quiet):  # fmt: skip
+           backend, gsd, workers, address, quiet, rerun):  # fmt: skip
     """Detect whale faces in SCENES (GeoTIFF paths or s3:// URIs) with the model BUNDLE."""
     try:
         config = DetectConfig(
             bundle=bundle, out=out, scenes=tuple(scenes), mode=mode, stride=stride,
             region_size=region_size, batch_size=batch_size, threshold=threshold, bands=bands,
             scale=scale, backend=backend, workers=workers, address=address, progress=not quiet,
-            gsd=gsd,
+            rerun=rerun, gsd=gsd,
         )  # fmt: skip
     except ValueError as e:
         raise click.UsageError(str(e)) from e
@@ -372,7 +441,9 @@ def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold
         raise click.ClickException(str(e)) from e
     ok = sum(o.status == "ok" for o in outcomes)
     found = sum(o.detections for o in outcomes)
-    click.echo(f"{ok}/{len(outcomes)} scene(s) ok, {found} whale face(s); reports in {out}")
+    reused = sum(o.reused for o in outcomes)
+    note = f" ({reused} already done, not rerun; --rerun to redo)" if reused else ""
+    click.echo(f"{ok}/{len(outcomes)} scene(s) ok{note}, {found} whale face(s); reports in {out}")
     if ok < len(outcomes):
         raise SystemExit(1)
 

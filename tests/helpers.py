@@ -1,7 +1,9 @@
-"""Small builders shared by tests: untrained and trained bundles, tiny GeoTIFFs, read-backs."""
+"""Small builders shared by tests: untrained and trained bundles, tiny GeoTIFFs, labelled scenes, read-backs."""
 
 from __future__ import annotations
 
+import csv
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ from rasterio.transform import from_origin
 UTM19N = "EPSG:32619"
 S3_SECRET = "testing-SECRET-do-not-log"  # the secret key the s3_server fixture sets
 ORIGIN = from_origin(400000.0, 4640000.0, 0.1, 0.1)
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)  # when record_attempt's attempts start
 
 
 def untrained_bundle(path: Path, seed: int = 0, input_size: int = 64) -> Path:
@@ -97,6 +100,32 @@ def noise_scene(path: Path, width: int, height: int, seed: int = 0) -> Path:
     return write_tif(path, (rng.random((3, height, width)) * 255).astype("uint8"))
 
 
+def record_attempt(store, path: Path, dets, *, model="a" * 64, minutes=0, status="ok", crs=UTM19N):
+    """Write one detect attempt on the GeoTIFF ``path`` into ``store`` as detect would: ``dets``
+    are ``(box, score)`` pairs in scene px; it finishes ``minutes`` after ``T0``; a not-ok
+    ``status`` records the error "read failed" and no detections."""
+    from reports.geoparquet import detections_table
+    from reports.ledger import write_scene_result
+    from reports.run import Attempt, RunStamp, SceneRun
+    from tiling.scene import Scene
+
+    with rasterio.open(path) as ds:
+        width, height = ds.width, ds.height
+    scene = Scene(
+        uri=str(path), version="v1", modified=T0, width=width, height=height, bands=3,
+        dtype="uint8", crs=crs, transform=ORIGIN if crs else None,
+    )  # fmt: skip
+    run = SceneRun(scene, RunStamp(f"run-{minutes}", model, "fcn", "torch:cpu"))
+    done = T0 + timedelta(minutes=minutes)
+    attempt = Attempt(status, None if status == "ok" else "read failed", 1.0, T0, done)
+    table = None
+    if status == "ok":
+        boxes = np.array([b for b, _ in dets], np.float64).reshape(-1, 4)
+        scores = np.array([s for _, s in dets], np.float32)
+        table = detections_table(run, boxes, scores, label="whale_face", detected_at=done)
+    write_scene_result(store, run, attempt, table)
+
+
 def read_detections(reports: Path):
     """All detection rows under a reports root, sorted by box, as a pyarrow Table."""
     files = sorted((reports / "detections").rglob("*.parquet"))
@@ -121,3 +150,46 @@ def truth_boxes(scene: Path) -> np.ndarray:
 def read_scene_rows(reports: Path):
     files = sorted((reports / "scenes").rglob("*.parquet"))
     return pads.dataset(files, format="parquet").to_table()
+
+
+# --- labelled scenes: bright squares as faces ---
+
+FACES = {  # scene → face box centres (col, row), 20 x 20 px bright squares
+    "s0.tif": [(60, 60), (200, 150)],
+    "s1.tif": [(100, 200), (300, 80)],
+    "s2.tif": [(330, 220)],
+}
+BLOB = (250, 250)  # a white distractor in every scene, far from the faces
+GSD = 0.05
+
+
+def square_scene(path: Path, centres, dtype="uint8", crs="EPSG:32619", seed=0) -> np.ndarray:
+    """A 400 x 300 scene of grey noise with a 20 px face square (R 200, G 120, B 200) centred on
+    each of ``centres`` and a white distractor at ``BLOB``; ``GSD`` m pixels unless crs is None."""
+    rng = np.random.default_rng(seed)
+    data = (60 + rng.integers(0, 6, (3, 300, 400))).astype(np.float64)
+    for cx, cy in centres:
+        data[:, cy - 10 : cy + 10, cx - 10 : cx + 10] = 200
+        data[1, cy - 10 : cy + 10, cx - 10 : cx + 10] = 120
+    bx, by = BLOB
+    data[:, by - 6 : by + 6, bx - 6 : bx + 6] = 250
+    scale = 16 if dtype == "uint16" else 1
+    write_tif(path, (data * scale).astype(dtype), crs=crs)
+    if crs:
+        with rasterio.open(path, "r+") as ds:
+            ds.transform = from_origin(500000.0, 4600000.0, GSD, GSD)
+    return data.astype(np.uint8)
+
+
+def labelled_squares(tmp_path: Path) -> Path:
+    """Three :func:`square_scene` GeoTIFFs and their DeepForest ``labels.csv``; returns the CSV."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, centres in FACES.items():
+        square_scene(tmp_path / name, centres, seed=len(rows))
+        rows += [[name, cx - 10, cy - 10, cx + 10, cy + 10, "whale_face"] for cx, cy in centres]
+    path = tmp_path / "labels.csv"
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([["image_path", "xmin", "ymin", "xmax", "ymax", "label"], *rows])
+
+    return path

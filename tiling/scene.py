@@ -30,6 +30,7 @@ from rasterio.errors import RasterioError
 
 from storage.s3 import ObjectHead, StorageError, endpoint_url, head
 from storage.uri import S3Uri, is_s3
+from tiling.geo import crs_string, scene_georef
 
 # Suffixes GDAL may open through /vsis3/ (CPL_VSIL_CURL_ALLOWED_EXTENSIONS; matched
 # case-insensitively by GDAL). Anything else is refused before a request is sent.
@@ -160,13 +161,16 @@ def open_scene(uri: str) -> rasterio.DatasetReader:
 def describe(ds: rasterio.DatasetReader, scene: Scene) -> Scene:
     """``scene`` with the raster fields of its open dataset ``ds``.
 
-    A scene without a CRS keeps ``crs``/``transform`` None.
+    A scene without a CRS (or GCPs) keeps ``crs``/``transform`` None; a GCP-only scene gets the
+    GCPs' CRS and the affine fitted to them (``tiling.geo.scene_georef``).
     """
-    crs = ds.crs.to_string() if ds.crs else None
-    transform = ds.transform if ds.crs else None
+    try:
+        crs, transform = scene_georef(ds)
+    except ValueError as e:
+        raise SceneError(f"{scene.uri!r}: {e}") from e
     return replace(
-        scene, width=ds.width, height=ds.height, bands=ds.count, dtype=ds.dtypes[0], crs=crs,
-        transform=transform, nodata=ds.nodata,
+        scene, width=ds.width, height=ds.height, bands=ds.count, dtype=ds.dtypes[0],
+        crs=crs_string(crs), transform=transform, nodata=ds.nodata,
     )  # fmt: skip
 
 
