@@ -376,8 +376,8 @@ def _summary(o: SceneOutcome) -> str:
 
 
 def format_scale(o: SceneOutcome) -> str:
-    """``GSD 3.0 cm, scored at ×0.60`` (scored px per native px), or ``…, native pixels``."""
-    gsd = "GSD unknown" if o.gsd_m is None else f"GSD {o.gsd_m * 100:.1f} cm"
+    """``GSD 3.0 cm/px, scored at ×0.60`` (scored px per native px), or ``…, native pixels``."""
+    gsd = "GSD unknown" if o.gsd_m is None else f"GSD {o.gsd_m * 100:.1f} cm/px"
     scored = "native pixels" if o.px_scale == 1.0 else f"scored at ×{1 / o.px_scale:.2f}"
     return f"{gsd}, {scored}"
 
