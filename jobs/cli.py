@@ -15,8 +15,11 @@ from jobs.logs import configure_logging
 # name -> "module:attribute" of a click command or group.
 COMMANDS = {
     "synth": "jobs.synth:synth",
+    "chips": "jobs.chips:chips",
     "train": "jobs.train:train",
     "eval": "jobs.evaluate:evaluate",
+    "evaluate": "jobs.evaluate_detections:evaluate",
+    "export-detections": "jobs.export_detections:export_detections",
     "detect": "jobs.detect:detect",
     "export": "jobs.export:export",
     "bench": "jobs.bench:bench",

@@ -42,6 +42,8 @@ class Bundle:
     ``mean``/``std`` are per-channel (R, G, B) on the 0..1 scale of 8-bit pixels / 255.
     ``object_size_px`` is the side of a detection box in pixels (the face size seen in training).
     ``temperature`` divides logits before softmax so scores are calibrated on ``val/``.
+    ``gsd_m`` is the ground sample distance (metres per pixel) the model was trained at; None
+    when unknown (bundles written before it was recorded): detection then scores native pixels.
     """
 
     path: Path
@@ -57,6 +59,7 @@ class Bundle:
     weights_sha256: str
     object_size_px: float | None = None
     temperature: float = 1.0
+    gsd_m: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: str = ""
     versions: dict[str, str] = field(default_factory=dict)
@@ -240,6 +243,8 @@ def _from_manifest(path: Path, m: dict[str, Any]) -> Bundle:
         raise BundleError(
             f"{str(path)!r}: positive_class {b.positive_class!r} not in classes {list(b.classes)}"
         )
+    if b.gsd_m is not None and not (isinstance(b.gsd_m, int | float) and b.gsd_m > 0):
+        raise BundleError(f"{str(path)!r}: gsd_m {b.gsd_m!r} must be metres per pixel > 0 or null")
     if b.input_size < 1 or b.output_stride < 1:
         raise BundleError(f"{str(path)!r}: input_size and output_stride must be positive")
     return b

@@ -130,9 +130,10 @@ def write_scene_result(
     """Record one scene attempt: its detections file first, then its ledger row.
 
     The row's columns come from the scene (``scene_uri``, ``scene_version``, ``width``,
-    ``height``, ``bands``, ``dtype``, ``native_crs``, ``megapixels``, ``scene_modified``), the
-    run stamp (``mode``, ``backend``, ``model_sha256``, ``run_id``), the attempt (``status``,
-    ``error``, ``seconds``, ``started_at``, ``finished_at``), ``run.key`` and
+    ``height``, ``bands``, ``dtype``, ``native_crs``, ``megapixels``, ``scene_modified``,
+    ``gsd_m``), the run stamp (``mode``, ``backend``, ``model_sha256``, ``run_id``), the attempt
+    (``status``, ``error``, ``seconds``, ``started_at``, ``finished_at``, ``px_scale``),
+    ``run.key`` and
     ``detections`` = the table's row count.
 
     * ``status="ok"``: ``detections_table`` is required; it is written (and durable) before the
@@ -174,6 +175,8 @@ def write_scene_result(
         "started_at": attempt.started_at,
         "finished_at": attempt.finished_at,
         "scene_modified": scene.modified,
+        "gsd_m": scene.gsd_m,
+        "px_scale": attempt.px_scale,
     }
     table = scenes_table([row])  # validates the row before anything is written
 

@@ -56,19 +56,23 @@ class RunStamp:
 @dataclass(frozen=True)
 class Attempt:
     """How one scene attempt went: ``status`` (one of ``SCENE_STATUSES``), ``error`` if not ok,
-    its duration and its UTC start and end."""
+    its duration, its UTC start and end, and ``px_scale``: the native px per scored px it was
+    scored at (1.0: native pixels; None when it never was)."""
 
     status: str
     error: str | None = None
     seconds: float | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    px_scale: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in SCENE_STATUSES:
             raise ValueError(
                 f"Attempt.status={self.status!r}, expected one of {', '.join(SCENE_STATUSES)}"
             )
+        if self.px_scale is not None and not self.px_scale > 0:
+            raise ValueError(f"Attempt.px_scale={self.px_scale!r}, expected native px > 0 or None")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,9 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
+from synth.atmosphere import apply_atmosphere
 from synth.draw import object_box, render_window, to_uint8
+from synth.look import DEFAULT_LOOK, SceneLook
 from synth.noise import derive_seed
 from synth.objects import SceneObject
 from synth.placement import NodataBorder, place_objects
@@ -80,8 +82,9 @@ class SceneSpec:
     must be inside the scene). ``dtype`` ``"uint8"`` or ``"uint16"`` (12-bit data, value × 16);
     ``bands`` 3 (RGB) or 4 (RGB + NIR); ``nodata_border``: ragged nodata (0) along two edges;
     ``crs=False``: no CRS and no geotransform; ``distractors=False`` leaves out the hard
-    negatives (foam, boats, headless bodies...); ``block``: the drawing block in pixels (the
-    file is the same for any block size).
+    negatives (foam, boats, headless bodies...); ``look`` (:mod:`synth.look`): whale sizes,
+    calves, distractor density, haze and cloud shadow; ``block``: the drawing block in pixels
+    (the file is the same for any block size).
     """
 
     width: int
@@ -95,6 +98,7 @@ class SceneSpec:
     block: int = TILE_PX
     whale_positions: tuple[tuple[float, float, float], ...] | None = None
     distractors: bool = True
+    look: SceneLook = DEFAULT_LOOK
 
     def __post_init__(self) -> None:
         if self.whale_positions is not None:
@@ -186,6 +190,7 @@ def plan_scene(spec: SceneSpec) -> ScenePlan:
         nodata=nodata,
         whale_positions=spec.whale_positions,
         distractors=spec.distractors,
+        look=spec.look,
     )
     boxes = np.array([object_box(o) for o in objects], dtype=np.float64).reshape(-1, 4)
     return ScenePlan(spec, tuple(objects), boxes, derive_seed(spec.seed, 0x5EA), nodata)
@@ -198,6 +203,8 @@ def render_scene_window(
     canvas = render_window(
         col_off, row_off, width, height, plan.objects, plan.water_seed, plan.spec.bands, plan.boxes
     )
+    if plan.spec.look.atmosphere:
+        apply_atmosphere(canvas, col_off, row_off, plan.spec.look, plan.water_seed)
     data = to_uint8(canvas, inplace=True)
     if plan.spec.dtype == "uint16":
         data = data.astype(np.uint16)

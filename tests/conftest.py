@@ -96,3 +96,17 @@ def ray_head():
 
     with started_head(free_port) as head:
         yield head
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory):
+    """A whalenet trained on synthetic chips for this session (see ``tests.helpers``)."""
+    from tests.helpers import trained_bundle
+
+    return trained_bundle(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="session")
+def trained(trained_bundle):
+    """The session's trained whalenet bundle (the name the border and flavour tests use)."""
+    return trained_bundle
