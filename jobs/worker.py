@@ -7,6 +7,7 @@ the bundle's backend (scores).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from tiling.heatmap import CellGrid, heatmap_to_boxes
 from tiling.nms import nms
 from tiling.read import read_window
 from tiling.scene import SceneError, open_scene, scene_env
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,15 @@ class RegionDetector:
                 task.scene, task.region.index, _no_boxes(), _no_scores(), mp, str(e), label
             )
         with self._compute:
-            heat = self.heatmap(pixels)
+            try:
+                heat = self.heatmap(pixels)
+            except Exception as e:  # a backend failure fails this region's scene, not the run
+                log.warning("%s region %d: backend %s failed", task.uri, task.region.index,
+                            label, exc_info=True)  # fmt: skip
+                error = f"backend {label} failed: {type(e).__name__}: {e}"
+                return RegionResult(
+                    task.scene, task.region.index, _no_boxes(), _no_scores(), mp, error, label
+                )
         boxes, scores = self.boxes(heat, valid, task)
         return RegionResult(task.scene, task.region.index, boxes, scores, mp, None, label)
 
