@@ -19,6 +19,7 @@ import click
 import numpy as np
 
 from jobs.options import address_option, verbose_option
+from jobs.preflight import OptionError, check_detect
 from jobs.worker import DetectorSettings, RegionResult, RegionTask, scene_regions
 from tiling.bands import parse_scale, resolve_scaling, select_bands
 from tiling.scene import SceneError, SceneInfo, SceneRef, describe, open_scene, resolve_scene
@@ -44,6 +45,7 @@ class DetectConfig:
     backend: str = "auto"
     workers: int | None = None  # None: one per GPU, else the CPU default; 0: in-process, no Ray
     address: str | None = None
+    capacity_wait_s: float = 300.0  # no live actor this long (nodes lost): fail the rest
     run_id: str = field(default_factory=lambda: new_run_id())
     progress: bool = True
 
@@ -60,6 +62,8 @@ class DetectConfig:
             raise ValueError(f"batch_size {self.batch_size}: must be ≥ 1")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers {self.workers}: must be ≥ 0")
+        if self.capacity_wait_s <= 0:
+            raise ValueError(f"capacity_wait_s {self.capacity_wait_s}: must be > 0 seconds")
         parse_scale(self.scale)
 
 
@@ -97,7 +101,9 @@ def run_detect(config: DetectConfig) -> list[SceneOutcome]:
     from models.bundle import load_bundle
     from reports.store import open_store
 
-    bundle, store = load_bundle(config.bundle), open_store(config.out)
+    bundle = load_bundle(config.bundle)
+    check_detect(config, bundle)  # options that cannot work stop the run before any scene
+    store = open_store(config.out)
     refs: list[SceneRef] = []
     failed: list[SceneOutcome] = []
     for uri in config.scenes:
@@ -114,8 +120,9 @@ def detect_scenes(
 ) -> list[SceneOutcome]:
     """Run detection over ``scenes``; write each scene's detections, then its ledger row.
 
-    A scene that cannot be read is a ``failed`` outcome, never an exception. ``bundle``: the
-    loaded ``config.bundle``, if the caller has it already.
+    A scene that cannot be read is a ``failed`` outcome, never an exception; options that cannot
+    work raise :class:`jobs.preflight.OptionError` first. ``bundle``: the loaded
+    ``config.bundle``, if the caller has it already.
     """
     from models.bundle import load_bundle
 
@@ -123,10 +130,7 @@ def detect_scenes(
     stride = (
         bundle.output_stride if config.mode == "fcn" else (config.stride or bundle.output_stride)
     )
-    if config.mode == "fcn" and config.stride not in (None, stride):
-        raise ValueError(
-            f"--stride {config.stride}: fcn mode scores at the bundle's stride {stride}"
-        )
+    check_detect(config, bundle)
     settings = DetectorSettings(
         mode=config.mode, stride=stride, threshold=config.threshold,
         batch_size=config.batch_size, backend=config.backend,
@@ -275,7 +279,7 @@ def _pool(config: DetectConfig, bundle_path: str, settings: DetectorSettings):
 
     if config.workers == 0:
         return inline_pool(bundle_path, settings)
-    return actor_pool(bundle_path, settings, config.workers, config.address)
+    return actor_pool(bundle_path, settings, config.workers, config.address, config.capacity_wait_s)
 
 
 def _label(bundle) -> str:
@@ -350,6 +354,8 @@ def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold
 
     try:
         outcomes = run_detect(config)
+    except OptionError as e:
+        raise click.UsageError(str(e)) from e
     except BundleError as e:
         raise click.ClickException(str(e)) from e
     ok = sum(o.status == "ok" for o in outcomes)
