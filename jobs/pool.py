@@ -55,11 +55,12 @@ def actor_pool(
             threads = max(1, cpus // n)
             options = {"num_cpus": threads / 2}
         settings = replace(settings, threads=threads)
-        cls = ray.remote(_RemoteDetector).options(
-            max_restarts=-1, max_task_retries=0, max_concurrency=SLOTS_PER_ACTOR, **options
-        )
+        cls = ray.remote(_RemoteDetector)
+        options.update(max_restarts=-1, max_task_retries=0, max_concurrency=SLOTS_PER_ACTOR)
         homes = spread_over_nodes(n, "GPU" if gpus else "CPU")
-        actors = [cls.options(scheduling_strategy=home).remote(settings) for home in homes]
+        actors = [
+            cls.options(scheduling_strategy=home, **options).remote(settings) for home in homes
+        ]
         if log.isEnabledFor(logging.INFO):
             _log_placement(actors, options)
         # Held for the pool's lifetime; travels with each task (see _RemoteDetector).
@@ -88,10 +89,7 @@ def spread_over_nodes(n: int, resource: str) -> list:
     )
     if not nodes:
         return ["DEFAULT"] * n  # e.g. an autoscaling cluster with no worker node yet
-    return [
-        NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True, spill_on_unavailable=True)
-        for i in range(n)
-    ]
+    return [NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True) for i in range(n)]
 
 
 def _log_placement(actors: list, options: dict, wait_s: float = 30.0) -> None:

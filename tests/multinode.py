@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import psutil
@@ -59,7 +60,15 @@ def run(bundle: str, scenes: list[str], out: Path, chaos=None, **options) -> dic
     )  # fmt: skip
     report: dict = {}
     t0 = time.monotonic()
-    detection = threading.Thread(target=lambda: report.update(outcomes=run_detect(config)))
+
+    def detect():
+        try:
+            report["outcomes"] = run_detect(config)
+        except Exception:
+            report["error"] = traceback.format_exc()
+            raise
+
+    detection = threading.Thread(target=detect)
     detection.start()
     if chaos:
         chaos(report, detection)
@@ -73,10 +82,10 @@ def run(bundle: str, scenes: list[str], out: Path, chaos=None, **options) -> dic
     return report
 
 
-def wait_for_new_actors(cluster, n: int, old: set[int], timeout: float = 120) -> dict:
+def wait_for_new_actors(cluster, n: int, old: set[int], detection, timeout: float = 120) -> dict:
     """Wait until ``n`` actor processes not in ``old`` (an earlier run's) run; pid -> node."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and detection.is_alive():
         new = {
             pid: node
             for pid, node in actor_processes(list(cluster.worker_nodes)).items()
@@ -85,7 +94,9 @@ def wait_for_new_actors(cluster, n: int, old: set[int], timeout: float = 120) ->
         if len(new) >= n:
             return new
         time.sleep(0.1)
-    raise TimeoutError(f"fewer than {n} new detection actors after {timeout} s")
+    raise TimeoutError(
+        f"fewer than {n} new detection actors while the run lasted ({timeout} s max)"
+    )
 
 
 def main() -> None:
@@ -112,7 +123,7 @@ def main() -> None:
         results["clean"] = run(bundle, scenes, root / "clean")
 
         def lose_one(report, detection):
-            actors = wait_for_new_actors(cluster, 2, seen)
+            actors = wait_for_new_actors(cluster, 2, seen, detection)
             report["actor_nodes"] = len({id(node) for node in actors.values()})
             time.sleep(1.0)  # both actors have taken regions
             report["alive_at_loss"] = detection.is_alive()
@@ -133,7 +144,7 @@ def main() -> None:
         results["node_lost"] = run(bundle, scenes, root / "node_lost", lose_one)
 
         def lose_all(report, detection):
-            wait_for_new_actors(cluster, 2, seen)
+            wait_for_new_actors(cluster, 2, seen, detection)
             time.sleep(1.0)
             report["alive_at_loss"] = detection.is_alive()
             for node in list(cluster.worker_nodes):
