@@ -71,6 +71,47 @@ print(json.dumps(marks))
 """
 
 
+# The framework's own cost, no model: first and last of 16 trivial items through two actors.
+POOLS = r"""
+import json, time, ray
+ray.init("local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+class Echo:
+    def __call__(self, batch):
+        return batch
+
+    def echo(self, x):
+        return x
+
+def actor_pool():
+    from ray.util import ActorPool
+    t0 = time.perf_counter()
+    pool = ActorPool([ray.remote(num_cpus=0.5)(Echo).remote() for _ in range(2)])
+    it = pool.map_unordered(lambda a, x: a.echo.remote(x), range(16))
+    first = next(it); first_s = time.perf_counter() - t0
+    list(it)
+    return first_s, time.perf_counter() - t0
+
+def ray_data():
+    import ray.data
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    t0 = time.perf_counter()
+    ds = ray.data.from_items([{"x": i} for i in range(16)]).map_batches(
+        Echo, batch_size=1, num_cpus=0.5, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2))
+    it = ds.iter_rows()
+    first = next(it); first_s = time.perf_counter() - t0
+    list(it)
+    return first_s, time.perf_counter() - t0
+
+out = {}
+for name, f in (("actor_pool", actor_pool), ("ray_data", ray_data)):
+    f()  # warm: worker processes and imports
+    out[name] = f()
+print(json.dumps(out))
+"""
+
+
 def _probe(bundle: str, scene: Path, out: Path, workers: int, env: dict) -> dict:
     run = subprocess.run(
         [sys.executable, "-c", PROBE, bundle, str(scene), str(out), str(workers)],
@@ -132,6 +173,15 @@ def main() -> None:
                                          "all": probes, "cli_all": clis}  # fmt: skip
         steps = " → ".join(f"{k} {v:.2f}" for k, v in median.items())
         print(f"--workers {workers}: {steps} s; whole CLI run {statistics.median(clis):.2f} s")
+    run = subprocess.run([sys.executable, "-c", POOLS], env=env, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    if run.returncode == 0:
+        pools = json.loads(run.stdout.strip().splitlines()[-1])
+        results["pool_overhead_s"] = pools
+        print("first / all of 16 trivial items, 2 actors (warm): " + ", ".join(
+            f"{k} {a:.3f} / {b:.3f} s" for k, (a, b) in pools.items()))  # fmt: skip
+    else:
+        print(run.stderr[-2000:])
     save("startup", results)
 
 

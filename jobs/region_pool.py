@@ -6,9 +6,11 @@ is gone for good the run hangs (issue #11). Here Ray does not retry actor calls;
 a call that fails because its actor died (``RayActorError``: ``ActorDiedError`` /
 ``ActorUnavailableError``), or whose result was lost with its node (``ObjectLostError``), goes
 back to the front of the queue for the next live actor. Ray keeps restarting the dead actor
-(``max_restarts=-1``) where capacity allows; a probe call tells the pool when it is back. With
-no live actor for ``capacity_wait_s`` the pool gives up: every remaining region comes back as a
-failed result naming the reason, so the run ends with failed scene rows instead of a hang.
+(``max_restarts=-1``) where capacity allows; a probe call tells the pool when it is back (and
+when a new actor has started: no region waits on an actor that was never placed). With no live
+actor for ``capacity_wait_s`` — after losing the last one, or from the start when no node can
+host one — the pool gives up: every remaining region comes back as a failed result naming the
+reason, so the run ends with failed scene rows instead of a hang.
 
 Why not Ray Data ``map_batches`` with an autoscaling ``ActorPoolStrategy``: it gives the same
 fault tolerance for a stream of batches, but per-scene completion (write each scene when its
@@ -125,8 +127,10 @@ class RegionPool:
             self.no_live_actor_since = time.monotonic()
 
     def _probe(self, index: int) -> None:
-        """A cheap call that returns once Ray has (re)started actor ``index`` somewhere."""
-        self.probes[self.actors[index].placement.remote()] = index
+        """A cheap call that returns once Ray has (re)started actor ``index`` somewhere: Ray
+        retries it through restarts (region calls it does not retry: they move instead)."""
+        probe = self.actors[index].placement.options(max_task_retries=-1)
+        self.probes[probe.remote()] = index
 
     def _probed(self, ref) -> None:
         import ray

@@ -6,7 +6,7 @@ without CPUs and two one-CPU worker nodes runs three detections of the same scen
 
 - ``clean``: nothing happens;
 - ``node_lost``: the worker node hosting an actor is killed mid-run, a new node joins later;
-- ``all_lost``: both worker nodes are killed mid-run and none comes back (capacity wait 3 s).
+- ``all_lost``: both worker nodes are killed mid-run and none comes back (capacity wait 20 s).
 
 Prints one JSON object: per run the scene outcomes, seconds and what was done to the cluster.
 """
@@ -152,7 +152,7 @@ def main() -> None:
             report["lost_at"] = time.monotonic()
 
         seen = set(actor_processes(list(cluster.worker_nodes)))
-        results["all_lost"] = run(bundle, scenes, root / "all_lost", lose_all, capacity_wait_s=3)
+        results["all_lost"] = run(bundle, scenes, root / "all_lost", lose_all, capacity_wait_s=20)
     finally:
         ray.shutdown()
         cluster.shutdown()

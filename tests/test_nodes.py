@@ -50,6 +50,7 @@ def test_losing_every_node_fails_the_scenes_in_bounded_time(cluster_runs):
     lost = runs["all_lost"]
     assert lost["alive_at_loss"]
     assert lost["finished"]
-    assert lost["ended_at"] - lost["lost_at"] < 60  # capacity wait 3 s + Ray noticing the loss
+    assert lost["ended_at"] - lost["lost_at"] < 90  # capacity wait 20 s + Ray noticing the loss
     assert [o["status"] for o in lost["outcomes"]] == ["failed"] * 3
-    assert all("no Ray node could host a detection actor" in o["error"] for o in lost["outcomes"])
+    errors = [o["error"] for o in lost["outcomes"]]
+    assert all("no Ray node could host a detection actor" in e for e in errors), errors
