@@ -21,11 +21,11 @@ from bench.common import run_with_peak_rss, save
 
 
 def _scene(root: Path, side: int, whales: int = 20) -> Path:
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
 
     path = root / f"scene-{side}.tif"
     if not path.exists():
-        write_scene(path, side, side, whales=whales, seed=side)
+        write_scene(path, SceneSpec(side, side, whales=whales, seed=side))
     return path
 
 
@@ -50,12 +50,13 @@ def _detect(bundle, scene, out, **kw) -> float:
     return time.perf_counter() - t0
 
 
-def _tasks(detector, scene: Path, side: int, region: int, stride: int):
-    from jobs.worker import RegionTask, scene_regions
+def _tasks(detector, scene: Path, side: int, region: int):
+    from jobs.worker import RegionTask
     from tiling.bands import Scaling
+    from tiling.region_boxes import plan_scene_regions
 
     identity = Scaling((0.0,) * 3, (1.0,) * 3)
-    regions = scene_regions(detector.bundle, stride, side, side, region)
+    regions = plan_scene_regions(side, side, region, detector.params)
     return [RegionTask(0, str(scene), r, (1, 2, 3), identity) for r in regions]
 
 
@@ -76,7 +77,7 @@ def fcn_vs_sliding(root: Path, side: int, region: int = 1024) -> dict:
     sliding = RegionDetector(
         str(bundle), DetectorSettings(backend="torch", mode="sliding", stride=8, batch_size=256)
     )
-    pixels = [fcn._read(t)[0] for t in _tasks(fcn, scene, side, region, 8)]
+    pixels = [fcn._read(t)[0] for t in _tasks(fcn, scene, side, region)]
     t_fcn, t_sliding = _score_all(fcn, pixels), _score_all(sliding, pixels)
     r = {"scene_px": side, "fcn_s": t_fcn, "sliding_s": t_sliding, "speedup": t_sliding / t_fcn}
     print(
@@ -94,7 +95,7 @@ def end_to_end_vs_model(root: Path, side: int, region: int) -> dict:
     bundle, scene = _bundle(root), _scene(root, side)
     with inline_pool(str(bundle), DetectorSettings(backend="torch")) as pool:
         detector = pool.detector
-        tasks = _tasks(detector, scene, side, region, 8)
+        tasks = _tasks(detector, scene, side, region)
         bare = _score_all(detector, [detector._read(t)[0].copy() for t in tasks])
         detector(tasks[0])  # warm-up: first-use imports (NMS), the scene opened
         t0 = time.perf_counter()

@@ -36,17 +36,17 @@ mark("import_detect")
 from models.bundle import load_bundle
 from jobs.detect import DetectConfig
 from jobs.worker import DetectorSettings, RegionTask, scene_regions
-from tiling.scene import open_scene, describe
+from tiling.scene import open_scene
 from tiling.bands import select_bands, resolve_scaling
 bundle = load_bundle(bundle_path)
 mark("bundle_loaded")
 with open_scene(scene) as ds:
     bands = select_bands(ds, scene, None)
     scaling = resolve_scaling(ds, bands, "auto")
-    info = describe(ds, scene)
-region = scene_regions(bundle, bundle.output_stride, info.width, info.height, 2048)[0]
-task = RegionTask(0, scene, region, bands, scaling)
+    width, height = ds.width, ds.height
 settings = DetectorSettings(stride=bundle.output_stride, backend="auto")
+region = scene_regions(settings, bundle, width, height, 2048)[0]
+task = RegionTask(0, scene, region, bands, scaling)
 if workers == 0:
     from jobs.pool import inline_pool
     with inline_pool(str(bundle.path), settings) as pool:

@@ -72,14 +72,14 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from jobs.ray_session import ray_session
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
 
     root = Path(args.work or tempfile.mkdtemp(prefix="whalescan-workers-"))
     scenes = []
     for i in range(args.scenes):
         path = root / f"held-out-{i}.tif"
         if not path.exists():
-            write_scene(path, args.side, args.side, whales=40, seed=9000 + i)
+            write_scene(path, SceneSpec(args.side, args.side, whales=40, seed=9000 + i))
         scenes.append(path)
     mp = args.scenes * args.side**2 / 1e6
     with ray_session(None):

@@ -7,20 +7,25 @@ only for the commands that need them.
 from __future__ import annotations
 
 import importlib
-import logging
 
 import click
+
+from jobs.logs import configure_logging
 
 # name -> "module:attribute" of a click command or group.
 COMMANDS = {
     "synth": "jobs.synth:synth",
+    "chips": "jobs.chips:chips",
     "train": "jobs.train:train",
     "eval": "jobs.evaluate:evaluate",
+    "evaluate": "jobs.evaluate_detections:evaluate",
+    "export-detections": "jobs.export_detections:export_detections",
     "detect": "jobs.detect:detect",
     "export": "jobs.export:export",
     "bench": "jobs.bench:bench",
     "scan": "jobs.scan:scan",
     "report": "jobs.report:report",
+    "compact": "jobs.compact:compact",
 }
 
 
@@ -41,12 +46,6 @@ class LazyGroup(click.Group):
 def main(verbose: int) -> None:
     """Find whale faces in huge aerial scenes: train, detect on Ray, report as GeoParquet."""
     configure_logging(verbose)
-
-
-def configure_logging(verbose: int) -> None:
-    """Quiet by default (warnings); -v info, -vv debug. Only the CLI configures logging."""
-    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
 if __name__ == "__main__":

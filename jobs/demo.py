@@ -24,14 +24,14 @@ def run_demo(out: Path, scene_size: int, whales: int, epochs: int | None, worker
     from jobs.ray_session import ray_session
     from jobs.train import TrainConfig, run_train
     from synth.chips import write_chips
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
 
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     _step("1/5 synthetic chips and a held-out scene")
     write_chips(out / "chips", n=3000, size=64, seed=0)  # more hard negatives: fewer false alarms
     scene = out / "scene.tif"
-    write_scene(scene, scene_size, scene_size, whales=whales, seed=2026)
+    write_scene(scene, SceneSpec(scene_size, scene_size, whales=whales, seed=2026))
     with ray_session(None):
         _step("2/5 train the whale-face classifier (Ray Train, 2 workers)")
         train_opts = {"epochs": epochs} if epochs else {}
@@ -45,6 +45,7 @@ def run_demo(out: Path, scene_size: int, whales: int, epochs: int | None, worker
         (outcome,) = run_detect(
             DetectConfig(bundle=str(bundle.path), out=str(reports), scenes=(str(scene),))
         )
+    click.echo(_scale_line(outcome, bundle))
     _step("5/5 score against the truth, report")
     match = _score(outcome, scene, bundle)
     click.echo(match.line())
@@ -63,6 +64,14 @@ def run_demo(out: Path, scene_size: int, whales: int, epochs: int | None, worker
         "hive_partitioning = true) GROUP BY ALL"
     )
     return {"precision": match.precision, "recall": match.recall, "ap": match.average_precision}
+
+
+def _scale_line(outcome, bundle) -> str:
+    """Where the scene was scored: its GSD, the model's, and the resampling between them."""
+    from jobs.detect import format_scale
+
+    model = "unknown" if bundle.gsd_m is None else f"{bundle.gsd_m * 100:.1f} cm"
+    return f"scale: model trained at {model} per pixel; scene {format_scale(outcome)}"
 
 
 def _score(outcome, scene: Path, bundle):

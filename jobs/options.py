@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import click
 
-from jobs.cli import configure_logging
+from jobs.logs import configure_logging
+from models.backends import REGISTRY
+
+__all__ = [
+    "MODES",
+    "address_option",
+    "backend_option",
+    "mode_option",
+    "verbose_option",
+    "workers_option",
+]
+
+# How a region is scored (jobs.worker.RegionDetector.heatmap): "fcn", one pass of the fully
+# convolutional network; "sliding", the classifier over windows.
+MODES = ("fcn", "sliding")
 
 
 def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> int:
@@ -25,4 +39,24 @@ address_option = click.option(
     "--address",
     default=None,
     help="Ray cluster to join (e.g. 'auto' or ray://host:10001); default: a local Ray instance.",
+)
+mode_option = click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="fcn",
+    show_default=True,
+    help="How regions are scored.",
+)
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(list(REGISTRY)),
+    default="auto",
+    show_default=True,
+    help="Inference backend (models.backends); auto picks by hardware.",
+)
+workers_option = click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Detection actors (default: one per GPU, else the CPU default); 0 = no Ray.",
 )

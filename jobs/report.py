@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from jobs.options import verbose_option
+from storage.uri import S3Uri, is_s3
 
 __all__ = ["ReportConfig", "default_out", "report", "run_report"]
 
@@ -18,8 +19,9 @@ log = logging.getLogger(__name__)
 
 def default_out(reports: str) -> str:
     """``REPORTS/html`` for a local reports root; ``./<bucket>-<prefix>-html`` for ``s3://``."""
-    if reports.startswith("s3://"):
-        name = re.sub(r"[^A-Za-z0-9._-]+", "-", reports[len("s3://") :].strip("/"))
+    if is_s3(reports):
+        root = S3Uri.parse(reports)
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{root.bucket}/{root.key}".strip("/"))
         return f"{name}-html"
     return str(Path(reports.removeprefix("file://")) / "html")
 

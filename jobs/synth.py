@@ -3,6 +3,7 @@
     whalescan synth chips OUT --n 600 --size 64 --seed 0 [--val-fraction 0.25]
     whalescan synth scene OUT.tif --width 8192 --height 8192 --whales 10 --seed 0 \\
         [--dtype uint8|uint16] [--bands 3|4] [--nodata-border] [--no-crs]
+    whalescan synth scenes OUT --n 4 [--size 2048] [--seed 0] [--hard] [--whales W]
 
 Also runs as ``python -m jobs.synth ...``.
 """
@@ -80,20 +81,39 @@ def scene(
     no_crs: bool,
 ) -> None:
     """Write a synthetic scene GeoTIFF OUT and its truth sidecar OUT.truth.parquet."""
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
 
     try:
-        summary = write_scene(
-            out,
-            width,
-            height,
-            whales=whales,
-            seed=seed,
-            dtype=dtype,
-            bands=int(bands),
-            nodata_border=nodata_border,
-            crs=not no_crs,
-        )
+        spec = SceneSpec(
+            width, height, whales=whales, seed=seed, dtype=dtype, bands=int(bands),
+            nodata_border=nodata_border, crs=not no_crs,
+        )  # fmt: skip
+        summary = write_scene(out, spec)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from err
+    click.echo(str(summary))
+
+
+@synth.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--n", "n", type=int, required=True, help="Number of scenes.")
+@click.option("--size", type=int, default=2048, show_default=True, help="Scene side, px.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--hard",
+    is_flag=True,
+    help="Whales 0.8-1.25x, calves beside adults, haze, cloud shadow, twice the distractors.",
+)
+@click.option(
+    "--whales", type=int, default=None, help="Adult whales per scene [default: 1.2 per MP]."
+)
+@verbose_option
+def scenes(out: Path, n: int, size: int, seed: int, hard: bool, whales: int | None) -> None:
+    """Write N labelled GeoTIFF scenes and OUT/annotations.csv (DeepForest layout)."""
+    from synth.labelled import write_labelled_scenes
+
+    try:
+        summary = write_labelled_scenes(out, n, size=size, seed=seed, hard=hard, whales=whales)
     except ValueError as err:
         raise click.BadParameter(str(err)) from err
     click.echo(str(summary))

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from jobs.chips import labels_options
 from jobs.options import address_option, verbose_option
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,10 @@ class TrainConfig:
 
     ``storage``: where Ray Train keeps per-epoch checkpoints (local dir or ``s3://``); default
     ``<out>.runs`` next to the bundle. ``object_size``: face size in pixels for the detector;
-    default ``dataset.json``'s ``face_size_px``, else half the chip size. ``use_gpu``: None =
-    use GPUs when the cluster has any.
+    default ``dataset.json``'s ``face_size_px``, else half the chip size. ``gsd_m``: metres per
+    pixel of the chips, recorded in the bundle so detection rescales scenes to it; default
+    ``dataset.json``'s ``gsd_m``, else unknown. ``use_gpu``: None = use GPUs when the cluster has
+    any.
     """
 
     data: Path
@@ -55,6 +58,7 @@ class TrainConfig:
     address: str | None = None
     seed: int = 0
     object_size: float | None = None
+    gsd_m: float | None = None
     cpus_per_worker: float = 1.0
     use_gpu: bool | None = None
     progress: bool = True
@@ -80,6 +84,7 @@ class TrainConfig:
         _check(self.arch in ARCHS, "arch", self.arch, f"one of {sorted(ARCHS)}")
         _check(self.object_size is None or self.object_size > 0, "object_size",
                self.object_size, "> 0 pixels")  # fmt: skip
+        _check(self.gsd_m is None or self.gsd_m > 0, "gsd_m", self.gsd_m, "> 0 metres per pixel")
         _check(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "> 0")
 
     @property
@@ -261,12 +266,12 @@ def format_epoch(m: dict[str, float], epochs: int) -> str:
 
 
 def write_bundle(config: TrainConfig, data, loop, checkpoint, seconds: float):
-    """Load the last checkpoint, calibrate on ``val/``, and save the model bundle."""
+    """Load the last checkpoint, calibrate on ``val/`` (held-out chips), save the model bundle."""
     import torch
     import torch.nn.functional as F
 
     from models.bundle import save_bundle
-    from models.calibrate import fit_temperature, nll
+    from models.calibrate import fit_temperature, laplace_smoothing, nll
     from models.data import POSITIVE_CLASS
     from models.scorer import Normalize
     from models.train_loop import STATE, build_model, load_weights, predict_logits
@@ -286,6 +291,9 @@ def write_bundle(config: TrainConfig, data, loop, checkpoint, seconds: float):
         "val_accuracy": float((logits.argmax(1) == labels).float().mean()),
         "val_loss": float(F.cross_entropy(logits, labels)),
         "val_nll_calibrated": nll(logits, labels, temperature),
+        # temperature fitted on val/ with Laplace-smoothed targets (models/calibrate.py), so a
+        # val set the model separates cannot drive every score to 1.00
+        "calibration": {"held_out": len(labels), "label_smoothing": laplace_smoothing(len(labels))},
         "epochs": len(history),
         "workers": config.workers,
         "train_seconds": round(seconds, 3),
@@ -298,13 +306,29 @@ def write_bundle(config: TrainConfig, data, loop, checkpoint, seconds: float):
         positive_class=POSITIVE_CLASS, output_stride=model.output_stride,
         receptive_field=model.receptive_field, object_size_px=_object_size(config, data),
         temperature=temperature, metrics=metrics, data_fingerprint=data.fingerprint,
+        gsd_m=training_gsd(config, data),
     )  # fmt: skip
 
 
+def training_gsd(config: TrainConfig, data) -> float | None:
+    """Metres per pixel the bundle is trained at: ``--gsd``, else the chips' ``dataset.json``."""
+    gsd_m = config.gsd_m or data.gsd_m
+    if gsd_m is None:
+        log.warning(
+            "%s: no --gsd and no gsd_m in dataset.json; the bundle will not know its ground "
+            "sample distance and detection will score scenes at their native pixels",
+            data.root,
+        )
+    return gsd_m
+
+
 def _object_size(config: TrainConfig, data) -> float:
+    """Detection box side: ``--object-size``, else the chips' face size, else half a chip."""
+    if config.object_size is not None:
+        return config.object_size
     if data.face_size_px is not None:
         return data.face_size_px
-    return config.object_size or 0.5 * data.chip_size
+    return 0.5 * data.chip_size
 
 
 # --- CLI: builds the config, calls run_train ---
@@ -313,7 +337,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 @click.command("train")
-@click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write."
 )
@@ -332,7 +356,10 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     help="Ray Train workers (one GPU each where the cluster has GPUs).",
 )
 @click.option(
-    "--arch", default=_DEFAULTS["arch"], show_default=True, help="whalenet, alexnet or resnet18."
+    "--arch",
+    default=None,
+    help="Classifier: whalenet (default for chip folders), alexnet or resnet18. With a labels "
+    "file, --arch trains a classifier on chips cut from it; without, the box detector.",
 )
 @click.option(
     "--batch-size",
@@ -376,17 +403,55 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     help="Face size in px for detection; default dataset.json's face_size_px, else chip/2.",
 )
 @click.option(
+    "--gsd",
+    "gsd_m",
+    type=float,
+    default=None,
+    help="Metres per pixel of the chips; default dataset.json's gsd_m, else unknown.",
+)
+@click.option(
     "--cpus-per-worker", type=float, default=_DEFAULTS["cpus_per_worker"], show_default=True
 )
 @click.option("--progress/--no-progress", default=True, help="Show the progress bar (stderr).")
+@click.option(
+    "--chip-size",
+    type=int,
+    default=64,
+    show_default=True,
+    help="With a labels file and --arch: the chip side cut from the scenes.",
+)
+@labels_options
 @address_option
 @verbose_option
 def train(data: Path, out: Path, **opts: Any) -> None:
-    """Train the whale-face classifier on DATA (train/ and val/ chip folders) into bundle --out."""
+    """Train on DATA into bundle --out: a chip folder (train/ and val/) trains the classifier;
+    a labels file (DeepForest CSV or GIS vector file) trains the classifier on chips cut from
+    it when --arch is given, else the box detector."""
     from models.bundle import BundleError
     from models.data import ChipDataError
 
     opts["augment"] = opts["augment"].split(",")
+    chip_opts = {
+        "size": opts.pop("chip_size"),
+        "scene_column": opts.pop("scene_column"),
+        "point_box_m": opts.pop("point_box_m"),
+        "seed": opts["seed"],
+    }
+    if data.is_file():
+        from jobs.train_from_labels import cut_training_chips, train_detector_cli
+
+        if opts["arch"] is None:
+            ctx = click.get_current_context()
+            explicit = {
+                k: v
+                for k, v in opts.items()
+                if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT
+            }
+            bundle = train_detector_cli(data.resolve(), out.resolve(), explicit)
+            click.echo(f"{bundle.path}  detector  {json.dumps(_scalars(bundle.metrics))}")
+            return
+        data = cut_training_chips(data.resolve(), out.resolve(), **chip_opts)
+    opts["arch"] = opts["arch"] or _DEFAULTS["arch"]
     try:
         config = TrainConfig(data=data.resolve(), out=out.resolve(), **opts)
     except ValueError as e:
@@ -400,6 +465,10 @@ def train(data: Path, out: Path, **opts: Any) -> None:
         f"{bundle.path}  val_accuracy={m['val_accuracy']:.4f}  val_loss={m['val_loss']:.4f}  "
         f"epochs={m['epochs']}  {m['train_seconds']:.0f}s  {m['samples_per_s']:.0f} samples/s"
     )
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
 
 
 if __name__ == "__main__":

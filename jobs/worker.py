@@ -1,8 +1,9 @@
 """The region detector: one model load per process, then (scene, region) → owned whale-face boxes.
 
 Used as a plain object in-process and as a Ray actor (``ray.remote(RegionDetector)``) in
-``jobs.detect``; ``__call__`` delegates to ``tiling`` (read, heatmap → boxes, NMS, ownership) and
-the bundle's backend (scores).
+``jobs.detect``. Orchestration only: ``__call__`` reads the region (``tiling.read``), scores it
+with the bundle's backend, and hands the heatmap to ``tiling.region_boxes`` (valid cells,
+heatmap → boxes, NMS, core ownership).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from tiling.bands import Scaling
-from tiling.grid import Region, in_window, plan_regions, required_halo
-from tiling.heatmap import CellGrid, heatmap_to_boxes
-from tiling.nms import nms
+from tiling.grid import Region
 from tiling.read import read_window
+from tiling.region_boxes import DecodeParams, plan_scene_regions, region_boxes
+from tiling.resample import ScoredGrid, ScoredView
 from tiling.scene import SceneError, open_scene, scene_env
 
 log = logging.getLogger(__name__)
@@ -37,23 +38,32 @@ class DetectorSettings:
     device: str | None = None
     threads: int | None = None
 
+    def decode_params(self, bundle) -> DecodeParams:
+        """How this run turns the bundle's heatmaps into boxes (window and box size from it)."""
+        return DecodeParams(
+            self.stride, bundle.input_size, bundle.box_size_px, self.threshold, self.nms_iou
+        )
+
 
 @dataclass(frozen=True)
 class RegionTask:
+    """One region of a scene; ``region`` is in pixels of ``grid`` (None: native pixels)."""
+
     scene: int  # index of the scene in the run
     uri: str
     region: Region
     bands: tuple[int, ...]
     scaling: Scaling
+    grid: ScoredGrid | None = None
 
 
 @dataclass(frozen=True)
 class RegionResult:
     scene: int
     region: int
-    boxes: np.ndarray  # (N, 4) float64 [xmin, ymin, xmax, ymax] scene px, owned by the core
+    boxes: np.ndarray  # (N, 4) float64 [xmin, ymin, xmax, ymax] native scene px, owned by the core
     scores: np.ndarray  # (N,) float32
-    megapixels: float  # core megapixels
+    megapixels: float  # core megapixels scored
     error: str | None = None
     backend: str = ""  # e.g. "torch:cpu", the `backend` column
 
@@ -75,8 +85,7 @@ class RegionDetector:
             settings.backend, self.bundle, device=settings.device, threads=settings.threads
         )
         self.window = self.bundle.input_size
-        self.box_size = self.bundle.box_size_px
-        self.radius = peak_radius(self.box_size, settings.stride)
+        self.params = settings.decode_params(self.bundle)
         self._compute = threading.Lock()
         self._local = threading.local()
 
@@ -104,7 +113,9 @@ class RegionDetector:
                 return RegionResult(
                     task.scene, task.region.index, _no_boxes(), _no_scores(), mp, error, label
                 )
-        boxes, scores = self.boxes(heat, valid, task)
+        boxes, scores = region_boxes(heat, valid, task.region, self.params)
+        if task.grid is not None:
+            boxes = task.grid.to_native(boxes)
         return RegionResult(task.scene, task.region.index, boxes, scores, mp, None, label)
 
     def heatmap(self, pixels: np.ndarray) -> np.ndarray:
@@ -112,20 +123,6 @@ class RegionDetector:
         if self.settings.mode == "fcn":
             return self.backend(pixels[None])[0]
         return self._sliding(pixels)
-
-    def boxes(self, heat: np.ndarray, valid: np.ndarray, task: RegionTask):
-        """Heatmap of the read window → NMS'd boxes whose centres lie in the region's core."""
-        read, s = task.region.read, self.settings.stride
-        grid = CellGrid(int(read.col_off), int(read.row_off), s, self.window)
-        heat = np.where(_cell_valid(valid, heat.shape, s, self.window), heat, 0.0)
-        boxes, scores = heatmap_to_boxes(
-            heat, grid, self.settings.threshold, self.box_size, self.radius
-        )
-        keep = nms(boxes, scores, self.settings.nms_iou)
-        boxes, scores = boxes[keep], scores[keep]
-        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-        own = in_window(task.region.core, cx, cy)
-        return boxes[own], scores[own]
 
     def _sliding(self, pixels: np.ndarray) -> np.ndarray:
         w, s, b = self.window, self.settings.stride, self.settings.batch_size
@@ -139,7 +136,7 @@ class RegionDetector:
 
     def _read(self, task: RegionTask):
         with scene_env(task.uri):
-            ds = self._dataset(task.uri)
+            ds = self._dataset(task.uri, task.grid)
             buffers = self._buffers(len(task.bands), task.region.read)
             return read_window(ds, task.uri, task.region.read, task.bands, task.scaling, buffers)
 
@@ -151,38 +148,31 @@ class RegionDetector:
             held = self._local.buffers = (np.empty(shape, np.float32), np.empty(shape[1:], bool))
         return held
 
-    def _dataset(self, uri: str):
-        """A few recently used scenes kept open, per thread: rasterio handles are not thread-safe."""
+    def _dataset(self, uri: str, grid: ScoredGrid | None):
+        """A reader of ``uri``'s pixels on ``grid``; a few recently used ones kept open, per
+        thread: rasterio handles are not thread-safe."""
         cache = getattr(self._local, "scenes", None)
         if cache is None:
             cache = self._local.scenes = OrderedDict()
-        if uri not in cache:
-            cache[uri] = open_scene(uri)
+        key = (uri, grid)
+        if key not in cache:
+            ds = open_scene(uri)
+            cache[key] = (ds, ScoredView(ds, grid)) if grid else (ds, None)
             while len(cache) > 2:
-                cache.popitem(last=False)[1].close()
-        cache.move_to_end(uri)
-        return cache[uri]
+                ds_old, view_old = cache.popitem(last=False)[1]
+                if view_old is not None:
+                    view_old.close()
+                ds_old.close()
+        cache.move_to_end(key)
+        ds, view = cache[key]
+        return view.reader if view is not None else ds
 
 
-def scene_regions(bundle, stride: int, width: int, height: int, region_size: int) -> list[Region]:
-    """A scene's regions: cores of ``region_size`` px, with the halo that keeps tiling invisible
-    for this bundle's window and box size at heatmap ``stride``."""
-    radius = peak_radius(bundle.box_size_px, stride)
-    halo = required_halo(bundle.input_size, stride, bundle.box_size_px, radius)
-    return plan_regions(width, height, region_size, halo, stride)
-
-
-def peak_radius(box_size: float, stride: int) -> int:
-    """Peaks closer than half a box are one object: radius in cells, at least 1."""
-    return max(1, round(box_size / (2 * stride)))
-
-
-def _cell_valid(valid: np.ndarray, shape: tuple[int, int], stride: int, window: int) -> np.ndarray:
-    """A cell counts only if the pixel at its window centre is valid (inside the scene, not nodata)."""
-    half = window // 2
-    rows = np.arange(shape[0]) * stride + half
-    cols = np.arange(shape[1]) * stride + half
-    return valid[np.ix_(rows, cols)]
+def scene_regions(
+    settings: DetectorSettings, bundle, width: int, height: int, region_size: int
+) -> list[Region]:
+    """A scene's regions for this run: cores of ``region_size`` px with the halo its decoding needs."""
+    return plan_scene_regions(width, height, region_size, settings.decode_params(bundle))
 
 
 def _no_boxes() -> np.ndarray:

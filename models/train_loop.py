@@ -13,13 +13,12 @@ worker × batch K·b (for nets without batch statistics).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from models.augment import Augment, parse_ops
 from models.nets import build_classifier
 from models.scorer import Normalize
+from models.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -277,17 +277,6 @@ def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 # --- the Ray Train worker ---
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Use ``n`` intra-op threads inside the block (one per CPU the worker reserved)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def train_per_worker(config: dict[str, Any]) -> None:

@@ -15,10 +15,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import shapely
 
-from reports.keys import detection_ids, scene_key
-from reports.schema import DETECTIONS_SCHEMA, SCENE_STATUSES, SCENES_SCHEMA, SceneMeta
+from reports.keys import detection_ids
+from reports.run import SceneRun
+from reports.schema import DETECTIONS_SCHEMA, SCENE_STATUSES, SCENES_SCHEMA
 from reports.store import Store
 from tiling.geo import boxes_to_lonlat_polygons, boxes_to_map, crs_string
+from tiling.scene import Scene
 
 __all__ = [
     "ROW_GROUP_SIZE",
@@ -42,21 +44,17 @@ _COVERING = {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}}
 
 
 def detections_table(
-    scene: SceneMeta,
+    run: SceneRun,
     px_boxes: np.ndarray,
     scores: np.ndarray,
     *,
     label: str,
-    mode: str,
-    backend: str,
-    model_sha256: str,
-    run_id: str,
     detected_at: datetime,
 ) -> pa.Table:
     """One row per detection, in ``DETECTIONS_SCHEMA``.
 
     Args:
-        scene: the scene version the boxes come from.
+        run: the scene version the boxes come from, the run stamp and the scene key.
         px_boxes: (N, 4) float64 ``[px_xmin, px_ymin, px_xmax, px_ymax]`` in scene pixels
             (column, row), corner-anchored (``offset="ul"``), max exclusive.
         scores: (N,) float32 in 0..1.
@@ -67,6 +65,7 @@ def detections_table(
     columns are filled; ``native_crs``, ``x_*``, ``lon``/``lat``, ``geometry`` and ``bbox`` are
     null and a warning names the scene.
     """
+    scene, stamp = run.scene, run.stamp
     boxes = np.asarray(px_boxes, dtype=np.float64)
     if boxes.size == 0:
         boxes = boxes.reshape(0, 4)
@@ -83,7 +82,6 @@ def detections_table(
     order = np.lexsort((-score, boxes[:, 2], boxes[:, 3], boxes[:, 0], boxes[:, 1]))
     boxes, score = boxes[order], score[order]
     n = boxes.shape[0]
-    key = scene_key(scene.uri, scene.version, model_sha256, mode)
 
     def const(value: Any, type_: pa.DataType) -> pa.Array:
         return pa.repeat(pa.scalar(value, type=type_), n)
@@ -91,7 +89,7 @@ def detections_table(
     columns: dict[str, pa.Array] = {
         "scene_uri": const(scene.uri, pa.string()),
         "scene_version": const(scene.version, pa.string()),
-        "detection_id": pa.array(detection_ids(key, boxes), type=pa.string()),
+        "detection_id": pa.array(detection_ids(run.key, boxes), type=pa.string()),
         "label": const(label, pa.string()),
         "score": pa.array(score, type=pa.float32()),
         "px_xmin": pa.array(boxes[:, 0]),
@@ -101,10 +99,10 @@ def detections_table(
     }
     columns |= _geo_columns(scene, boxes)
     columns |= {
-        "mode": const(mode, pa.string()),
-        "backend": const(backend, pa.string()),
-        "model_sha256": const(model_sha256, pa.string()),
-        "run_id": const(run_id, pa.string()),
+        "mode": const(stamp.mode, pa.string()),
+        "backend": const(stamp.backend, pa.string()),
+        "model_sha256": const(stamp.model_sha256, pa.string()),
+        "run_id": const(stamp.run_id, pa.string()),
         "detected_at": const(detected_at, DETECTIONS_SCHEMA.field("detected_at").type),
     }
     return pa.Table.from_pydict(
@@ -112,7 +110,7 @@ def detections_table(
     )
 
 
-def _geo_columns(scene: SceneMeta, boxes: np.ndarray) -> dict[str, pa.Array]:
+def _geo_columns(scene: Scene, boxes: np.ndarray) -> dict[str, pa.Array]:
     """native_crs, x/y in the scene CRS, lon/lat, CRS84 WKB polygons and their bbox covering;
     all null (with a warning naming the scene) when the scene has no CRS or transform."""
     n = boxes.shape[0]

@@ -14,7 +14,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,9 +28,10 @@ from rasterio.errors import RasterioError
 
 from reports import page
 from reports.charts import score_histogram
-from reports.ledger import read_scenes
+from reports.ledger import read_ledger
 from reports.overview import density_overlay, display_bands, draw_boxes, read_chip, read_overview
 from reports.store import Store
+from storage.atomic import write_bytes_atomic
 from tiling.scene import SceneError, open_scene, resolve_scene, scene_env
 
 __all__ = ["HtmlReport", "write_html_report"]
@@ -95,14 +95,14 @@ def write_html_report(
         whales=whales,
     )
     index = out / "index.html"
-    _write_atomic(index, html.encode("utf-8"))
+    write_bytes_atomic(index, html.encode("utf-8"))
     _remove_stale(out / "img", {p.src for sec in sections for p in _pictures(sec.images)})
     return HtmlReport(index, len(rows), counts["ok"], counts["failed"], counts["skipped"], whales)
 
 
 def _scene_rows(store: Store, scene_uris: Sequence[str]) -> list[dict[str, Any]]:
     """Ledger rows (one per scene key, the latest attempt), ok first, then by URI and time."""
-    rows = read_scenes(store).to_pylist()
+    rows = read_ledger(store).to_pylist()  # the latest attempt of each key wins
     if scene_uris:
         known = {r["scene_uri"] for r in rows}
         missing = [u for u in scene_uris if u not in known]
@@ -113,15 +113,10 @@ def _scene_rows(store: Store, scene_uris: Sequence[str]) -> list[dict[str, Any]]
             )
         wanted = set(scene_uris)
         rows = [r for r in rows if r["scene_uri"] in wanted]
-    latest: dict[str, dict[str, Any]] = {}
     never = datetime.min.replace(tzinfo=UTC)
-    for r in rows:
-        seen = latest.get(r["scene_key"])
-        if seen is None or (r["finished_at"] or never) >= (seen["finished_at"] or never):
-            latest[r["scene_key"]] = r
     order = {"ok": 0, "failed": 1, "skipped": 2}
     return sorted(
-        latest.values(),
+        rows,
         key=lambda r: (order.get(r["status"], 3), r["scene_uri"], r["finished_at"] or never),
     )
 
@@ -217,15 +212,3 @@ def _remove_stale(img_dir: Path, linked: set[str]) -> None:
     for path in img_dir.iterdir():
         if _IMAGE_NAME.fullmatch(path.name) and f"img/{path.name}" not in linked:
             path.unlink(missing_ok=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,4 +1,4 @@
-"""The frozen Arrow schemas of the reports (DESIGN.md "Parquet outputs") and ``SceneMeta``.
+"""The frozen Arrow schemas of the reports: detections (GeoParquet) and scenes (the ledger).
 
 Frozen means: columns are never renamed, retyped or reordered; new ones are appended,
 nullable, and ``SCHEMA_VERSION`` is bumped. ``tests/test_reports.py`` pins both schemas.
@@ -6,13 +6,7 @@ nullable, and ``SCHEMA_VERSION`` is bumped. ``tests/test_reports.py`` pins both 
 
 from __future__ import annotations
 
-import numbers
-from dataclasses import dataclass
-from datetime import datetime
-
 import pyarrow as pa
-from affine import Affine
-from rasterio.crs import CRS
 
 __all__ = [
     "BBOX_TYPE",
@@ -21,10 +15,9 @@ __all__ = [
     "SCENE_STATUSES",
     "SCHEMA_VERSION",
     "SCHEMA_VERSION_KEY",
-    "SceneMeta",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: scenes gain gsd_m, px_scale
 SCHEMA_VERSION_KEY = "whalescan:schema_version"
 SCENE_STATUSES = ("ok", "failed", "skipped")
 
@@ -97,59 +90,11 @@ SCENES_SCHEMA = pa.schema(
         pa.field("finished_at", _UTC_US),
         # Appended: the scene version's time (S3 LastModified / file mtime) that gave `dt`.
         pa.field("scene_modified", _UTC_US),
+        # Appended (version 2): the scene's ground sample distance in metres (its georeferencing's,
+        # or the user's --gsd; null when unknown) and the native px per scored px it was scored
+        # at (1.0: native pixels; null when it was not scored).
+        pa.field("gsd_m", pa.float64()),
+        pa.field("px_scale", pa.float64()),
     ],
     metadata=_METADATA,
 )
-
-
-@dataclass(frozen=True)
-class SceneMeta:
-    """What the reports need to know about one scene version.
-
-    Fields:
-        uri: where the scene was read from (``s3://…`` or a local path).
-        version: S3 ETag, or ``size+mtime`` for local files.
-        width, height: pixels (columns, rows). bands: band count. dtype: e.g. ``"uint8"``.
-        crs: the scene CRS (rasterio ``CRS``, ``"EPSG:32619"``, WKT, …) or None if it has none.
-        transform: pixel → ``crs`` affine (``offset="ul"``), or None; required when ``crs`` is set.
-        modified: the version's time (S3 LastModified / mtime), timezone-aware; gives ``dt``.
-            None only for a scene that could not even be stat'ed (a failed row).
-    """
-
-    uri: str
-    version: str
-    width: int | None = None
-    height: int | None = None
-    bands: int | None = None
-    dtype: str | None = None
-    crs: CRS | str | int | None = None
-    transform: Affine | None = None
-    modified: datetime | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.uri, str) or not self.uri:
-            raise ValueError(f"SceneMeta.uri={self.uri!r}, expected a non-empty string")
-        if not isinstance(self.version, str) or not self.version:
-            raise ValueError(
-                f"SceneMeta.version={self.version!r} for {self.uri!r}, expected a non-empty string"
-            )
-        for name in ("width", "height", "bands"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, numbers.Integral) or value <= 0):
-                raise ValueError(
-                    f"SceneMeta.{name}={value!r} for {self.uri!r}, expected a positive int"
-                )
-        if self.crs is not None and self.transform is None:
-            raise ValueError(f"SceneMeta for {self.uri!r}: crs is set but transform is None")
-        if self.transform is not None and not isinstance(self.transform, Affine):
-            raise ValueError(
-                f"SceneMeta.transform for {self.uri!r}: {type(self.transform).__name__}, "
-                "expected affine.Affine"
-            )
-        if self.modified is not None and (
-            not isinstance(self.modified, datetime) or self.modified.utcoffset() is None
-        ):
-            raise ValueError(
-                f"SceneMeta.modified={self.modified!r} for {self.uri!r}, "
-                "expected a timezone-aware datetime"
-            )

@@ -8,15 +8,16 @@ file in the same directory then ``os.replace``; on S3 a single ``PutObject``.
 from __future__ import annotations
 
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LocalStore", "S3Store", "Store", "open_store"]
+from storage.atomic import TMP_PREFIX, write_bytes_atomic
+from storage.s3 import get_bytes, put_bytes, s3_client
+from storage.uri import S3Uri, is_s3
 
-_TMP_PREFIX = ".tmp-"  # partial local writes; hidden from list() and never end in .parquet
+__all__ = ["LocalStore", "S3Store", "Store", "open_store"]
 
 
 def _check_relpath(relpath: str) -> str:
@@ -53,6 +54,15 @@ class Store(ABC):
     def uri(self, relpath: str = "") -> str:
         """A URI (local absolute path or ``s3://…``) DuckDB, GeoPandas and GDAL can open."""
 
+    @abstractmethod
+    def delete(self, relpaths: list[str]) -> None:
+        """Remove the objects at ``relpaths``; ones already gone are not an error."""
+
+    @abstractmethod
+    def arrow_paths(self, relpaths: list[str]) -> tuple[Any, list[str]]:
+        """``(pyarrow.fs.FileSystem, paths)`` for ``pyarrow.dataset`` to read ``relpaths`` lazily
+        (only the columns and row groups asked for)."""
+
     def read_many(self, relpaths: list[str], max_workers: int = 8) -> list[bytes]:
         """``read_bytes`` for several relpaths (in order), concurrently where it helps."""
         if len(relpaths) <= 1:
@@ -75,19 +85,7 @@ class LocalStore(Store):
         return self.path.joinpath(*_check_relpath(relpath).split("/"))
 
     def write_bytes(self, relpath: str, data: bytes) -> None:
-        target = self._path(relpath)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_TMP_PREFIX + target.name + ".")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be read by others
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(self._path(relpath), data)
 
     def read_bytes(self, relpath: str) -> bytes:
         path = self._path(relpath)
@@ -106,7 +104,7 @@ class LocalStore(Store):
         for dirpath, _dirnames, filenames in os.walk(start):
             rel_dir = Path(dirpath).relative_to(self.path).as_posix()
             for name in filenames:
-                if name.startswith(_TMP_PREFIX):
+                if name.startswith(TMP_PREFIX):  # a write in progress, or one killed half way
                     continue
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}"
                 if rel.startswith(prefix):
@@ -119,6 +117,15 @@ class LocalStore(Store):
     def uri(self, relpath: str = "") -> str:
         return str(self._path(relpath)) if relpath else self.root
 
+    def delete(self, relpaths: list[str]) -> None:
+        for relpath in relpaths:
+            self._path(relpath).unlink(missing_ok=True)
+
+    def arrow_paths(self, relpaths: list[str]) -> tuple[Any, list[str]]:
+        from pyarrow.fs import LocalFileSystem
+
+        return LocalFileSystem(), [str(self._path(p)) for p in relpaths]
+
 
 class S3Store(Store):
     """Reports under ``s3://bucket/prefix`` through boto3.
@@ -129,14 +136,10 @@ class S3Store(Store):
     """
 
     def __init__(self, root: str):
-        if not root.startswith("s3://"):
-            raise ValueError(f"{root!r}: expected s3://bucket[/prefix]")
-        bucket, _, prefix = root[len("s3://") :].partition("/")
-        if not bucket:
-            raise ValueError(f"{root!r}: no bucket name")
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self.root = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        base = S3Uri.parse(root)
+        self.bucket = base.bucket
+        self.prefix = base.key.strip("/")
+        self.root = str(base.child(self.prefix)).rstrip("/")
         self._client: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -145,8 +148,6 @@ class S3Store(Store):
     @property
     def client(self) -> Any:
         if self._client is None:
-            from tiling.s3 import s3_client
-
             self._client = s3_client()
         return self._client
 
@@ -154,15 +155,17 @@ class S3Store(Store):
         _check_relpath(relpath)
         return f"{self.prefix}/{relpath}" if self.prefix else relpath
 
+    def _object(self, relpath: str) -> S3Uri:
+        return S3Uri(self.bucket, self._key(relpath))
+
     def write_bytes(self, relpath: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(relpath), Body=data)
+        put_bytes(self._object(relpath), data, self.client)
 
     def read_bytes(self, relpath: str) -> bytes:
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(relpath))
-        except self.client.exceptions.NoSuchKey as err:
+            return get_bytes(self._object(relpath), self.client)
+        except FileNotFoundError as err:
             raise FileNotFoundError(f"{self.uri(relpath)!r}: no such report object") from err
-        return resp["Body"].read()
 
     def list(self, prefix: str = "") -> list[str]:
         root_prefix = f"{self.prefix}/" if self.prefix else ""
@@ -184,13 +187,47 @@ class S3Store(Store):
         return True
 
     def uri(self, relpath: str = "") -> str:
-        return f"s3://{self.bucket}/{self._key(relpath)}" if relpath else self.root
+        return str(self._object(relpath)) if relpath else self.root
+
+    def delete(self, relpaths: list[str]) -> None:
+        for start in range(0, len(relpaths), 1000):  # DeleteObjects takes up to 1000 keys
+            keys = [{"Key": self._key(p)} for p in relpaths[start : start + 1000]]
+            resp = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+            )
+            if resp.get("Errors"):
+                err = resp["Errors"][0]
+                raise OSError(
+                    f"{self.uri(relpaths[start])!r}…: cannot delete {len(resp['Errors'])} "
+                    f"object(s), first {err.get('Key')!r}: {err.get('Code')} {err.get('Message')}"
+                )
+
+    def arrow_paths(self, relpaths: list[str]) -> tuple[Any, list[str]]:
+        from urllib.parse import urlsplit
+
+        import boto3
+        from pyarrow.fs import S3FileSystem
+
+        # pyarrow's own S3 client, given the credentials, region and endpoint boto3 resolves.
+        creds = boto3.session.Session().get_credentials()
+        frozen = creds.get_frozen_credentials() if creds is not None else None
+        endpoint = urlsplit(self.client.meta.endpoint_url)
+        fs = S3FileSystem(
+            access_key=frozen.access_key if frozen else None,
+            secret_key=frozen.secret_key if frozen else None,
+            session_token=frozen.token if frozen else None,
+            anonymous=frozen is None,
+            region=self.client.meta.region_name,
+            scheme=endpoint.scheme or "https",
+            endpoint_override=endpoint.netloc,
+        )
+        return fs, [f"{self.bucket}/{self._key(p)}" for p in relpaths]
 
 
 def open_store(root: str | os.PathLike[str]) -> Store:
     """A ``Store`` for ``root``: ``s3://bucket[/prefix]``, ``file:///dir`` or a local directory."""
     text = os.fspath(root)
-    if text.startswith("s3://"):
+    if is_s3(text):
         return S3Store(text)
     if text.startswith("file://"):
         text = text[len("file://") :]

@@ -3,7 +3,8 @@
 Rules (all distances in global pixels, ``L = FACE_SIZE_PX``):
 
 * every face box lies fully inside the scene and outside the nodata border;
-* whale heads are at least ``3 L`` from each other and from every other object's anchor;
+* whale heads are at least ``3 L`` from each other and from every other object's anchor
+  (a calf's head, :mod:`synth.calves`, at least ``1.3 L`` from its mother's and the others);
 * nothing but a whale's own foam paints over a head: each head centre keeps
   ``radius + 0.6 L`` from every other object's capsule;
 * some whales sit exactly on 512-px block borders or against the scene edge, where tiling bugs
@@ -19,7 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synth.calves import place_calf
 from synth.draw import face_box, object_capsule
+from synth.look import DEFAULT_LOOK, SceneLook
 from synth.noise import derive_seed, line_noise
 from synth.objects import SceneObject
 from synth.units import FACE_SIZE_PX, SIZE_JITTER
@@ -28,6 +31,8 @@ __all__ = ["DENSITY_PER_MP", "NodataBorder", "place_objects"]
 
 HEAD_SPACING = 3 * FACE_SIZE_PX
 HEAD_CLEARANCE = 0.6 * FACE_SIZE_PX
+CALF_SPACING = 1.3 * FACE_SIZE_PX
+"""A calf's head keeps this far from every other head (its mother's included)."""
 BLOCK_PX = 512
 _TRIES = 400
 
@@ -133,11 +138,14 @@ def place_objects(
     nodata: NodataBorder | None = None,
     whale_positions: Sequence[tuple[float, float, float]] | None = None,
     distractors: bool = True,
+    look: SceneLook = DEFAULT_LOOK,
 ) -> list[SceneObject]:
-    """All objects of a scene, in drawing order (negatives first, whales last).
+    """All objects of a scene, in drawing order (negatives first, whales last, calves on top).
 
     ``whale_positions`` — ``(cx, cy, heading_deg)`` head centres in global pixels — replaces
     the random whales (then at nominal scale 1.0); their face boxes must lie in the scene.
+    ``look`` sets the whales' size range, calves and the density of hard negatives
+    (:data:`~synth.look.DEFAULT_LOOK` places exactly what synth always placed).
     Raises ValueError when the whales cannot be placed under the rules above.
     """
     rng = np.random.default_rng(derive_seed(seed, 0x91ACE))
@@ -163,7 +171,7 @@ def place_objects(
             heads.add(whale.cx, whale.cy)
     else:
         for i in range(whales):
-            whale = _place_whale(rng, width, height, heads, placed_whales, nodata)
+            whale = _place_whale(rng, width, height, heads, placed_whales, nodata, look)
             if whale is None:
                 raise ValueError(
                     f"whales={whales}: could place only {i} whales {HEAD_SPACING} px apart in "
@@ -171,12 +179,13 @@ def place_objects(
                 )
             placed_whales.append(whale)
             heads.add(whale.cx, whale.cy)
+    placed_whales += _place_calves(seed, placed_whales, width, height, heads, nodata, look)
 
     negatives: list[SceneObject] = []
     if distractors:
         megapixels = width * height / 1e6
         for kind, density in DENSITY_PER_MP.items():
-            count = int(rng.poisson(density * megapixels))
+            count = int(rng.poisson(density * megapixels * look.distractors))
             if kind in _AT_LEAST_ONE and megapixels >= 0.25:
                 count = max(count, 1)
             for _ in range(count):
@@ -187,18 +196,44 @@ def place_objects(
     return [o for o in negatives if o.kind != "boat"] + boats + placed_whales
 
 
-def _random_object(rng, kind: str, x: float, y: float) -> SceneObject:
+def _random_object(
+    rng, kind: str, x: float, y: float, scale=(1 - SIZE_JITTER, 1 + SIZE_JITTER)
+) -> SceneObject:
     return SceneObject(
         kind,
         float(x),
         float(y),
         float(rng.uniform(0, 360)),
-        float(rng.uniform(1 - SIZE_JITTER, 1 + SIZE_JITTER)),
+        float(rng.uniform(*scale)),
         int(rng.integers(1 << 31)),
     )
 
 
-def _place_whale(rng, width, height, heads: _Heads, whales, nodata) -> SceneObject | None:
+def _place_calves(seed, mothers, width, height, heads: _Heads, nodata, look: SceneLook):
+    """Calves beside some of ``mothers`` (see :mod:`synth.calves`); their heads join ``heads``."""
+    if look.calves <= 0:
+        return []
+    rng = np.random.default_rng(derive_seed(seed, 0xCA1F))
+
+    def fits(calf: SceneObject) -> bool:
+        box = face_box(calf)
+        return (
+            _inside(box, width, height)
+            and (nodata is None or nodata.clear_of(box))
+            and heads.clear_of(calf, CALF_SPACING)
+        )
+
+    calves = []
+    for mother in mothers:
+        if rng.random() < look.calves:
+            calf = place_calf(rng, mother, fits)
+            if calf is not None:
+                calves.append(calf)
+                heads.add(calf.cx, calf.cy)
+    return calves
+
+
+def _place_whale(rng, width, height, heads: _Heads, whales, nodata, look) -> SceneObject | None:
     for _ in range(_TRIES):
         x, y = rng.uniform(0, width), rng.uniform(0, height)
         snap = rng.random()
@@ -206,7 +241,7 @@ def _place_whale(rng, width, height, heads: _Heads, whales, nodata) -> SceneObje
             x = BLOCK_PX * rng.integers(1, (width - 1) // BLOCK_PX + 1) + rng.uniform(-1.5, 1.5)
         elif snap < 0.4 and height > BLOCK_PX:  # ... on a horizontal one
             y = BLOCK_PX * rng.integers(1, (height - 1) // BLOCK_PX + 1) + rng.uniform(-1.5, 1.5)
-        whale = _random_object(rng, "whale", x, y)
+        whale = _random_object(rng, "whale", x, y, look.whale_scale)
         box = face_box(whale)
         if snap > 0.9:  # against a scene edge
             edge = rng.integers(4)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,7 +38,9 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
+from synth.atmosphere import apply_atmosphere
 from synth.draw import object_box, render_window, to_uint8
+from synth.look import DEFAULT_LOOK, SceneLook
 from synth.noise import derive_seed
 from synth.objects import SceneObject
 from synth.placement import NodataBorder, place_objects
@@ -73,7 +74,18 @@ _BAND_NAMES = ("red", "green", "blue", "nir")
 
 @dataclass(frozen=True)
 class SceneSpec:
-    """What scene to make; validated at construction (see :func:`write_scene` for fields)."""
+    """What scene to make; validated at construction.
+
+    ``width``×``height`` px (each ≥ 64); ``whales`` random whales (faces) are placed unless
+    ``whale_positions`` — head centres ``(cx, cy, heading_deg)`` in pixels, heading a compass
+    bearing (0 = up, 90 = right) — puts whales exactly there (nominal size; their face boxes
+    must be inside the scene). ``dtype`` ``"uint8"`` or ``"uint16"`` (12-bit data, value × 16);
+    ``bands`` 3 (RGB) or 4 (RGB + NIR); ``nodata_border``: ragged nodata (0) along two edges;
+    ``crs=False``: no CRS and no geotransform; ``distractors=False`` leaves out the hard
+    negatives (foam, boats, headless bodies...); ``look`` (:mod:`synth.look`): whale sizes,
+    calves, distractor density, haze and cloud shadow; ``block``: the drawing block in pixels
+    (the file is the same for any block size).
+    """
 
     width: int
     height: int
@@ -86,8 +98,12 @@ class SceneSpec:
     block: int = TILE_PX
     whale_positions: tuple[tuple[float, float, float], ...] | None = None
     distractors: bool = True
+    look: SceneLook = DEFAULT_LOOK
 
     def __post_init__(self) -> None:
+        if self.whale_positions is not None:
+            positions = tuple((float(x), float(y), float(h)) for x, y, h in self.whale_positions)
+            object.__setattr__(self, "whale_positions", positions)
         for name in ("width", "height"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 64:
@@ -174,6 +190,7 @@ def plan_scene(spec: SceneSpec) -> ScenePlan:
         nodata=nodata,
         whale_positions=spec.whale_positions,
         distractors=spec.distractors,
+        look=spec.look,
     )
     boxes = np.array([object_box(o) for o in objects], dtype=np.float64).reshape(-1, 4)
     return ScenePlan(spec, tuple(objects), boxes, derive_seed(spec.seed, 0x5EA), nodata)
@@ -186,6 +203,8 @@ def render_scene_window(
     canvas = render_window(
         col_off, row_off, width, height, plan.objects, plan.water_seed, plan.spec.bands, plan.boxes
     )
+    if plan.spec.look.atmosphere:
+        apply_atmosphere(canvas, col_off, row_off, plan.spec.look, plan.water_seed)
     data = to_uint8(canvas, inplace=True)
     if plan.spec.dtype == "uint16":
         data = data.astype(np.uint16)
@@ -268,43 +287,9 @@ def _describe(dst, spec: SceneSpec) -> None:
     )
 
 
-def write_scene(
-    path: str | Path,
-    width: int,
-    height: int,
-    whales: int = 10,
-    seed: int = 0,
-    dtype: str = "uint8",
-    bands: int = 3,
-    nodata_border: bool = False,
-    crs: bool = True,
-    block: int = TILE_PX,
-    whale_positions: Sequence[tuple[float, float, float]] | None = None,
-    distractors: bool = True,
-) -> SceneSummary:
-    """Write a synthetic scene GeoTIFF at ``path`` and its truth sidecar; returns a summary.
-
-    ``whales`` random whales (faces) are placed unless ``whale_positions`` — head centres
-    ``(cx, cy, heading_deg)`` in pixels, heading a compass bearing (0 = up, 90 = right) — puts
-    whales exactly there (nominal size; their face boxes must be inside the scene).
-    ``distractors=False`` leaves out the hard negatives (foam, boats, headless bodies...).
-    ``block`` is the drawing block in pixels; the file is the same for any block size.
-    """
-    spec = SceneSpec(
-        width=width,
-        height=height,
-        whales=whales,
-        seed=seed,
-        dtype=dtype,
-        bands=bands,
-        nodata_border=nodata_border,
-        crs=crs,
-        block=block,
-        whale_positions=None
-        if whale_positions is None
-        else tuple((float(x), float(y), float(h)) for x, y, h in whale_positions),
-        distractors=distractors,
-    )
+def write_scene(path: str | Path, spec: SceneSpec) -> SceneSummary:
+    """Write the synthetic scene ``spec`` as a GeoTIFF at ``path`` and its truth sidecar;
+    returns a summary."""
     start = time.perf_counter()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

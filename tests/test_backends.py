@@ -191,6 +191,20 @@ def test_tensorrt_engine_matches_torch_cpu_fp32(bundle, references, precision):
 # --- errors --------------------------------------------------------------------------------------
 
 
+def test_torch_threads_apply_during_a_call_and_are_restored(bundle):
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    backend = load_backend("torch", bundle, device="cpu", threads=wanted)
+    assert torch.get_num_threads() == before  # building the backend changes nothing
+    seen = []
+    hook = backend._fcn.register_forward_pre_hook(lambda m, a: seen.append(torch.get_num_threads()))
+    backend(_inputs((1, 3, 64, 64)))
+    hook.remove()
+    assert seen == [wanted] and torch.get_num_threads() == before
+
+
 def test_unknown_backend_names_the_choices(bundle):
     with pytest.raises(ValueError, match=r"unknown backend 'tflite'.*onnxruntime.*openvino"):
         load_backend("tflite", bundle)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from rasterio.windows import Window
 
 from jobs.detect import DetectConfig, run_detect
-from synth.scene import write_scene
+from synth.scene import SceneSpec, write_scene
 from tests.helpers import read_detections, untrained_bundle
 from tiling.bands import resolve_scaling, select_bands
 from tiling.read import read_window
@@ -49,7 +49,9 @@ def test_whales_on_region_borders_are_found_once(bundle, tmp_path_factory, regio
         k = 1 + i % 2
         positions.append((k * core + dx, (1 + (i // 2) % 2) * core + dy, 45.0 * i))
     scene = root / "seams.tif"
-    write_scene(scene, side, side, whale_positions=positions, seed=region, distractors=False)
+    write_scene(
+        scene, SceneSpec(side, side, whale_positions=positions, seed=region, distractors=False)
+    )
     ref_boxes, ref_scores = detections(bundle, scene, root / "one", region_size=4096)
     assert len(ref_boxes) > 0
     boxes, scores = detections(bundle, scene, root / "tiled", region_size=region)
@@ -67,9 +69,9 @@ def _pixels(path, window):
 
 def test_12_bit_in_16_bit_and_4_band_imagery_read_like_the_8_bit_scene(tmp_path):
     kw = {"whales": 3, "seed": 7}
-    rgb = write_scene(tmp_path / "rgb.tif", 600, 500, **kw).path
-    u16 = write_scene(tmp_path / "u16.tif", 600, 500, dtype="uint16", **kw).path
-    nir = write_scene(tmp_path / "nir.tif", 600, 500, bands=4, **kw).path
+    rgb = write_scene(tmp_path / "rgb.tif", SceneSpec(600, 500, **kw)).path
+    u16 = write_scene(tmp_path / "u16.tif", SceneSpec(600, 500, dtype="uint16", **kw)).path
+    nir = write_scene(tmp_path / "nir.tif", SceneSpec(600, 500, bands=4, **kw)).path
     window = Window(-20, 100, 300, 300)  # partly outside: filled and invalid
     ref, ref_valid = _pixels(rgb, window)
     for path, tol in ((u16, 1.0), (nir, 0.0)):
@@ -81,7 +83,7 @@ def test_12_bit_in_16_bit_and_4_band_imagery_read_like_the_8_bit_scene(tmp_path)
 
 
 def test_explicit_bands_and_scale(tmp_path):
-    path = write_scene(tmp_path / "nir.tif", 300, 300, bands=4, whales=1, seed=1).path
+    path = write_scene(tmp_path / "nir.tif", SceneSpec(300, 300, bands=4, whales=1, seed=1)).path
     with rasterio.open(path) as ds:
         assert select_bands(ds, str(path), (3, 2, 1)) == (3, 2, 1)
         with pytest.raises(OSError, match="--bands"):
@@ -91,7 +93,9 @@ def test_explicit_bands_and_scale(tmp_path):
 
 
 def test_nodata_border_scene_detects_only_on_data(bundle, tmp_path):
-    path = write_scene(tmp_path / "nd.tif", 700, 700, whales=4, seed=9, nodata_border=True).path
+    path = write_scene(
+        tmp_path / "nd.tif", SceneSpec(700, 700, whales=4, seed=9, nodata_border=True)
+    ).path
     boxes, _ = detections(bundle, path, tmp_path / "r", region_size=256)
     with rasterio.open(path) as ds:
         mask = ds.dataset_mask()

@@ -22,6 +22,8 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
+from storage.uri import is_s3
+
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = Path(__file__).parent / "data" / "kuberay"
 SHARED_CRD_DIR = REPO.parent / "shared" / "kuberay"
@@ -681,7 +683,7 @@ def test_remote_working_dirs_are_zips_the_image_can_fetch() -> None:
             continue
         # Ray takes a remote working_dir only as a .zip; s3:// needs smart_open[s3] on the head.
         assert uri.endswith(".zip"), f"{where}: remote working_dir {uri} is not a .zip"
-        if uri.startswith("s3://"):
+        if is_s3(uri):
             assert "smart_open[s3]" in dockerfile, f"{where}: the image can't fetch {uri}"
 
 
@@ -703,7 +705,7 @@ def _parsed_recipes(*modules: str) -> list[tuple[str, str, dict]]:
 def test_detection_recipes_take_the_bundle_from_s3() -> None:
     """The detect and scan recipes name the model bundle as one `s3://bucket/key.tar`, which
     the driver fetches itself (no working_dir needed), and the guide shows how to upload it."""
-    from tiling.s3 import parse_s3_uri
+    from storage.uri import S3Uri
 
     parsed = _parsed_recipes("detect", "scan")
     assert {module for _, module, _ in parsed} == {"detect", "scan"}, parsed
@@ -711,7 +713,7 @@ def test_detection_recipes_take_the_bundle_from_s3() -> None:
     bundles = set()
     for where, module, params in parsed:
         bundle = str(params["bundle"])
-        bucket, key = parse_s3_uri(bundle)
+        key = S3Uri.parse(bundle).key
         assert key.endswith(".tar"), f"{where}: jobs.{module} bundle {bundle} is not an s3:// .tar"
         bundles.add(bundle)
         if module == "scan":  # the scan's own checks, which run before anything is fetched

@@ -171,7 +171,7 @@ def test_a_scene_gone_since_the_run_keeps_its_section(bundle, tmp_path):
 
 
 def test_s3_reports_of_s3_scenes(s3_server, bundle, tmp_path):
-    from tiling.s3 import s3_client
+    from storage.s3 import s3_client
 
     client = s3_client()
     bucket = f"survey-{uuid.uuid4().hex[:8]}"

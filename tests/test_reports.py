@@ -22,12 +22,14 @@ from pyproj import Transformer
 from reports.geoparquet import detections_table, scenes_table, write_geoparquet, write_parquet
 from reports.keys import detection_id, detection_ids, partition_date, scene_key
 from reports.ledger import done_keys, read_scenes, write_scene_result
-from reports.schema import DETECTIONS_SCHEMA, SCENES_SCHEMA, SCHEMA_VERSION, SceneMeta
+from reports.run import Attempt, RunStamp, SceneRun
+from reports.schema import DETECTIONS_SCHEMA, SCENES_SCHEMA, SCHEMA_VERSION
 from reports.store import LocalStore, S3Store, open_store
+from tiling.scene import Scene
 
 MODEL = "f" * 64
 DETECTED_AT = datetime(2024, 5, 2, 12, 0, tzinfo=UTC)
-SCENE = SceneMeta(
+SCENE = Scene(
     uri="s3://scenes/cape-cod/a.tif",
     version='"9b2cf535f27731c974343645a3985328"',
     width=1000,
@@ -43,30 +45,15 @@ BOXES = np.array(
     [[500.0, 400.0, 550.0, 450.0], [10.0, 20.0, 60.0, 70.0], [900.0, 10.0, 940.0, 50.0]]
 )
 SCORES = np.array([0.8, 0.95, 0.6], dtype=np.float32)
-ATTEMPT = {
-    "status": "ok",
-    "seconds": 1.25,
-    "mode": "fcn",
-    "backend": "torch:cpu",
-    "model_sha256": MODEL,
-    "run_id": "run-1",
-    "started_at": datetime(2024, 5, 2, 11, 59, tzinfo=UTC),
-    "finished_at": DETECTED_AT,
-}
+STAMP = RunStamp(run_id="run-1", model_sha256=MODEL, mode="fcn", backend="torch:cpu")
+ATTEMPT = Attempt(
+    "ok", seconds=1.25, started_at=datetime(2024, 5, 2, 11, 59, tzinfo=UTC), finished_at=DETECTED_AT
+)
 
 
-def make_table(scene=SCENE, boxes=BOXES, scores=SCORES, run_id="run-1"):
-    return detections_table(
-        scene,
-        boxes,
-        scores,
-        label="whale_face",
-        mode="fcn",
-        backend="torch:cpu",
-        model_sha256=MODEL,
-        run_id=run_id,
-        detected_at=DETECTED_AT,
-    )
+def make_table(scene=SCENE, boxes=BOXES, scores=SCORES):
+    run = SceneRun(scene, STAMP)
+    return detections_table(run, boxes, scores, label="whale_face", detected_at=DETECTED_AT)
 
 
 # ---- import hygiene and frozen schemas ----------------------------------------------------------
@@ -133,8 +120,10 @@ def test_scenes_schema_is_frozen():
         ("started_at", "timestamp[us, tz=UTC]"),
         ("finished_at", "timestamp[us, tz=UTC]"),
         ("scene_modified", "timestamp[us, tz=UTC]"),
+        ("gsd_m", "double"),
+        ("px_scale", "double"),
     ]
-    assert SCHEMA_VERSION == "1"
+    assert SCHEMA_VERSION == "2"
 
 
 # ---- keys ---------------------------------------------------------------------------------------
@@ -210,7 +199,9 @@ def test_detections_table_columns_and_geometry():
 
 
 def write_scene(store, scene=SCENE, boxes=BOXES, scores=SCORES):
-    return write_scene_result(store, scene, make_table(scene, boxes, scores), ATTEMPT)
+    return write_scene_result(
+        store, SceneRun(scene, STAMP), ATTEMPT, make_table(scene, boxes, scores)
+    )
 
 
 def test_geoparquet_read_by_geopandas(tmp_path):
@@ -233,7 +224,7 @@ def test_geoparquet_metadata_bbox_and_row_group_stats(tmp_path):
     w = write_scene(store)
     pf = pq.ParquetFile(store.uri(w.detections))
     kv = pf.metadata.metadata
-    assert kv[b"whalescan:schema_version"] == b"1"
+    assert kv[b"whalescan:schema_version"] == SCHEMA_VERSION.encode()
     geo = json.loads(kv[b"geo"])
     col = geo["columns"]["geometry"]
     assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"
@@ -301,7 +292,7 @@ def test_empty_detections_file_is_valid(tmp_path):
 def test_scene_without_crs_writes_null_geo_columns_and_warns(tmp_path, caplog):
     import geopandas as gpd
 
-    scene = SceneMeta(
+    scene = Scene(
         uri="/data/plain.png",
         version="123+1714600000",
         width=100,
@@ -317,7 +308,7 @@ def test_scene_without_crs_writes_null_geo_columns_and_warns(tmp_path, caplog):
         assert t.column(name).null_count == 2, name
     assert t.column("px_xmax").to_pylist() == [6.0, 55.0]
     store = open_store(tmp_path)
-    w = write_scene_result(store, scene, t, ATTEMPT)
+    w = write_scene_result(store, SceneRun(scene, STAMP), ATTEMPT, t)
     gdf = gpd.read_parquet(store.uri(w.detections))
     assert len(gdf) == 2 and gdf.geometry.isna().all()
     assert read_scenes(store).column("native_crs").to_pylist() == [None]
@@ -419,8 +410,8 @@ def test_ledger_empty_then_done_after_write(tmp_path):
 
 def test_failed_scene_writes_only_a_scene_row_and_a_rerun_replaces_it(tmp_path):
     store = open_store(tmp_path)
-    failed = {**ATTEMPT, "status": "failed", "error": "RasterioIOError: not a TIFF"}
-    w = write_scene_result(store, SCENE, None, failed)
+    failed = dataclasses.replace(ATTEMPT, status="failed", error="RasterioIOError: not a TIFF")
+    w = write_scene_result(store, SceneRun(SCENE, STAMP), failed)
     assert w.detections is None and store.list() == [w.scene]
     row = read_scenes(store).to_pylist()[0]
     assert (
@@ -432,14 +423,19 @@ def test_failed_scene_writes_only_a_scene_row_and_a_rerun_replaces_it(tmp_path):
     ok = write_scene(store)
     assert ok.scene == w.scene and read_scenes(store).column("status").to_pylist() == ["ok"]
     with pytest.raises(ValueError, match="detections table"):
-        write_scene_result(store, SCENE, None, ATTEMPT)
+        write_scene_result(store, SceneRun(SCENE, STAMP), ATTEMPT)
+    with pytest.raises(ValueError, match="must not carry"):
+        write_scene_result(store, SceneRun(SCENE, STAMP), failed, make_table())
     with pytest.raises(ValueError, match="status"):
-        write_scene_result(store, SCENE, None, {**ATTEMPT, "status": "done"})
+        Attempt("done")
 
 
 def test_read_scenes_fills_columns_appended_later(tmp_path):
     store = open_store(tmp_path)
-    row = {**ATTEMPT, "scene_uri": "a.tif", "scene_version": "1+2", "scene_key": "k" * 24}
+    row = {
+        **dataclasses.asdict(ATTEMPT), **{k: getattr(STAMP, k) for k in ("mode", "run_id")},
+        "scene_uri": "a.tif", "scene_version": "1+2", "scene_key": "k" * 24,
+    }  # fmt: skip
     old = scenes_table([row]).drop_columns(["scene_modified"])  # a file from before the column
     write_parquet(old, store, "scenes/dt=2024-01-01/old.parquet")
     got = read_scenes(store)
@@ -447,10 +443,14 @@ def test_read_scenes_fills_columns_appended_later(tmp_path):
     assert done_keys(store) == {"k" * 24}
 
 
-def test_scene_meta_validation_names_the_field():
+def test_scene_and_run_validation_names_the_field():
     with pytest.raises(ValueError, match="transform"):
-        SceneMeta(uri="a.tif", version="1", crs="EPSG:32619")
+        Scene(uri="a.tif", version="1", crs="EPSG:32619")
     with pytest.raises(ValueError, match="modified"):
-        SceneMeta(uri="a.tif", version="1", modified=datetime(2024, 1, 1))
+        Scene(uri="a.tif", version="1", modified=datetime(2024, 1, 1))
     with pytest.raises(ValueError, match="width"):
-        SceneMeta(uri="a.tif", version="1", width=0)
+        Scene(uri="a.tif", version="1", width=0)
+    with pytest.raises(ValueError, match="backend"):
+        dataclasses.replace(STAMP, backend="")
+    run = SceneRun(SCENE, STAMP)  # the key is derived once, from scene and stamp
+    assert run.key == scene_key(SCENE.uri, SCENE.version, MODEL, "fcn")

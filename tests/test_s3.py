@@ -1,4 +1,4 @@
-"""tiling.s3 against a real S3-protocol server (moto, 127.0.0.1): boto3 and GDAL on one endpoint."""
+"""storage and the GDAL /vsis3/ options against a real S3-protocol server (moto, 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,12 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 from werkzeug.serving import make_server
 
+from storage.atomic import write_bytes_atomic
+from storage.cache import fetch_cached
+from storage.s3 import StorageError, s3_client
+from storage.uri import S3Uri, is_s3
 from tests.helpers import S3_SECRET
-from tiling.s3 import (
-    RASTER_SUFFIXES,
-    fetch_to_temp,
-    gdal_s3_options,
-    parse_s3_uri,
-    s3_client,
-    to_gdal_path,
-)
+from tiling.scene import RASTER_SUFFIXES, gdal_s3_options, to_gdal_path
 
 
 def geotiff_bytes(array: np.ndarray, block: int = 64) -> bytes:
@@ -78,7 +75,15 @@ class RecordingServer:
     ],
 )
 def test_parse_s3_uri(uri, expected):
-    assert parse_s3_uri(uri) == expected
+    parsed = S3Uri.parse(uri)
+    assert (parsed.bucket, parsed.key) == expected
+    assert is_s3(uri)
+    assert S3Uri.parse(str(parsed)) == parsed
+
+
+@pytest.mark.parametrize("uri", ["/data/s3://x.tif", "S3://bucket/k", "http://b/k", "", None, 3])
+def test_is_s3_only_for_the_s3_scheme(uri):
+    assert not is_s3(uri)
 
 
 @pytest.mark.parametrize(
@@ -94,7 +99,7 @@ def test_parse_s3_uri(uri, expected):
 )
 def test_parse_s3_uri_errors_name_the_input(uri, message):
     with pytest.raises(ValueError, match=message) as err:
-        parse_s3_uri(uri)
+        S3Uri.parse(uri)
     assert repr(uri) in str(err.value)
 
 
@@ -178,7 +183,7 @@ def test_windowed_read_through_vsis3_uses_range_requests(s3_server, bucket, monk
 
 
 def test_overwritten_object_is_read_fresh(s3_server, bucket):
-    """GDAL's process-wide range cache would serve the old bytes (DESIGN.md field notes)."""
+    """GDAL's process-wide range cache would serve the old bytes (a long-running scanner meets this)."""
     client = s3_client()
     key = f"drops/overwritten-{uuid.uuid4().hex[:6]}.tif"
     for value in (10, 200):  # same size, same layout: only the pixel values change
@@ -191,24 +196,34 @@ def test_overwritten_object_is_read_fresh(s3_server, bucket):
             assert ds.read(1, window=Window(0, 0, 8, 8))[0, 0] == value
 
 
-def test_fetch_to_temp(s3_server, bucket, tmp_path):
-    body = b"\x89PNG not really"
-    s3_client().put_object(Bucket=bucket, Key="drops/flat.png", Body=body)
-    with fetch_to_temp(f"s3://{bucket}/drops/flat.png") as path:
-        assert path.suffix == ".png" and path.read_bytes() == body
-    assert not path.exists() and not path.parent.exists()
+def test_fetch_cached_downloads_each_version_once(s3_server, bucket):
+    uri = S3Uri(bucket, "models/b.tar")
+    client = s3_client()
+    client.put_object(Bucket=bucket, Key=uri.key, Body=b"first")
+    path = fetch_cached(uri, "test-cache", suffix=".tar")
+    assert path.suffix == ".tar" and path.read_bytes() == b"first"
+    path.write_bytes(b"FIRST")  # a second call must not download again…
+    assert fetch_cached(uri, "test-cache", suffix=".tar") == path
+    assert path.read_bytes() == b"FIRST"
+    path.write_bytes(b"fir")  # …unless the copy is truncated (a killed download, a full disk)
+    assert fetch_cached(uri, "test-cache", suffix=".tar").read_bytes() == b"first"
 
-    local = tmp_path / "scene.tif"
-    local.write_bytes(b"x")
-    with fetch_to_temp(local) as path:
-        assert path == local
-    assert local.exists()
+    client.put_object(Bucket=bucket, Key=uri.key, Body=b"second")  # a new ETag
+    again = fetch_cached(uri, "test-cache", suffix=".tar")
+    assert again != path and again.read_bytes() == b"second"
 
-    with (
-        pytest.raises(OSError, match=f"s3://{bucket}/drops/missing.png"),
-        fetch_to_temp(f"s3://{bucket}/drops/missing.png"),
-    ):
-        pass
+    with pytest.raises(StorageError, match=f"s3://{bucket}/models/missing.tar"):
+        fetch_cached(uri.child("models/missing.tar"), "test-cache")
+
+
+def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "sub" / "report.parquet"
+    write_bytes_atomic(target, b"old")
+    with pytest.raises(TypeError):
+        write_bytes_atomic(target, "not bytes")  # fails half way, after the temp file exists
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["report.parquet"]
+    assert target.stat().st_mode & 0o777 == 0o644
 
 
 def test_secret_never_printed_or_logged(s3_server, bucket, caplog, capfd):
@@ -223,8 +238,7 @@ def test_secret_never_printed_or_logged(s3_server, bucket, caplog, capfd):
             rasterio.open(to_gdal_path(f"s3://{bucket}/drops/s.tif")) as ds,
         ):
             ds.read(1)
-        with fetch_to_temp(f"s3://{bucket}/drops/s.tif"):
-            pass
+        fetch_cached(S3Uri(bucket, "drops/s.tif"), "test-cache")
     out, err = capfd.readouterr()
     assert S3_SECRET not in repr(opts)
     assert S3_SECRET not in out + err

@@ -44,7 +44,7 @@ def scenes(tmp_path_factory):
         "nodata": {"nodata_border": True},
         "nocrs": {"crs": False},
     }.items():
-        out[name] = write_scene(d / f"{name}.tif", W, H, whales=5, seed=11, **kwargs)
+        out[name] = write_scene(d / f"{name}.tif", SceneSpec(W, H, whales=5, seed=11, **kwargs))
     return out
 
 
@@ -123,6 +123,7 @@ def test_chips_layout_counts_and_metadata(tmp_path):
         "n_train": 12,
         "n_val": 4,
         "generator": "whalescan.synth",
+        "source": "whalescan.synth chips seed=1 n=12 size=48 val_fraction=0.25",
     }
     with Image.open(next((tmp_path / "train" / "face").glob("*.png"))) as im:
         assert (im.size, im.mode) == ((48, 48), "RGB")
@@ -195,10 +196,10 @@ def test_blockwise_file_equals_one_block_and_whole_render(scenes):
 
 
 def test_scenes_are_deterministic_per_seed(scenes, tmp_path):
-    again = write_scene(tmp_path / "again.tif", W, H, whales=5, seed=11)
+    again = write_scene(tmp_path / "again.tif", SceneSpec(W, H, whales=5, seed=11))
     np.testing.assert_array_equal(_read(again.path), _read(scenes["rgb"].path))
     assert pq.read_table(again.truth_path).equals(pq.read_table(scenes["rgb"].truth_path))
-    other = write_scene(tmp_path / "other.tif", W, H, whales=5, seed=12)
+    other = write_scene(tmp_path / "other.tif", SceneSpec(W, H, whales=5, seed=12))
     assert not np.array_equal(_read(other.path), _read(again.path))
 
 
@@ -314,14 +315,15 @@ def test_too_many_whales_is_a_clear_error(tmp_path):
 def test_whale_positions_are_honoured(tmp_path):
     positions = [(512.0, 200.0, 90.0), (100.0, 100.0, 0.0), (700.0, 383.0, 225.0)]
     summary = write_scene(
-        tmp_path / "placed.tif", 800, 400, seed=3, whale_positions=positions, distractors=False
+        tmp_path / "placed.tif",
+        SceneSpec(800, 400, seed=3, whale_positions=positions, distractors=False),
     )
     rows = pq.read_table(summary.truth_path).to_pylist()
     assert [(r["px_cx"], r["px_cy"], r["heading_deg"]) for r in rows] == positions
     up = rows[1]
     assert up["px_ymax"] - up["px_ymin"] == pytest.approx(FACE_SIZE_PX)
     with pytest.raises(ValueError, match=r"whale_positions\[0\]"):
-        write_scene(tmp_path / "bad.tif", 800, 400, whale_positions=[(5.0, 200.0, 90.0)])
+        write_scene(tmp_path / "bad.tif", SceneSpec(800, 400, whale_positions=[(5.0, 200.0, 90.0)]))
 
 
 def test_scene_arguments_are_validated(tmp_path):
@@ -333,7 +335,7 @@ def test_scene_arguments_are_validated(tmp_path):
     ]:
         args = {"width": 256, "height": 256, **kwargs}
         with pytest.raises(ValueError, match=name):
-            write_scene(tmp_path / "x.tif", **args)
+            write_scene(tmp_path / "x.tif", SceneSpec(**args))
 
 
 # --- CLI --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import torch
 from models.backends import BackendUnavailableError, check_input, chunks
 from models.bundle import Bundle
 from models.scorer import build_scorer
+from models.threads import torch_threads
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -63,9 +64,8 @@ class TorchBackend:
                 f"backend 'torch' on {self.device!r}: torch sees no CUDA device "
                 f"(torch {torch.__version__}, CUDA build {torch.version.cuda})"
             )
-        if threads and dev.type == "cpu":
-            # Set once per worker process: each Ray actor owns its process and its CPUs.
-            torch.set_num_threads(threads)
+        # Intra-op threads on CPU, set around each call and restored after (process-wide state).
+        self.threads = threads if dev.type == "cpu" else None
         self.precision = resolve_precision(precision, dev)
         if channels_last is None:
             channels_last = CHANNELS_LAST.get(dev.type, False)
@@ -89,7 +89,7 @@ class TorchBackend:
     @torch.inference_mode()
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = check_input(x, self.name)
-        with self._flags():
+        with torch_threads(self.threads), self._flags():
             parts = [self._run(part) for part in chunks(x, self.max_batch)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 

@@ -1,0 +1,77 @@
+"""``whalescan chips``: labelled scenes → the ImageFolder chip dataset ``train`` takes.
+
+    whalescan chips LABELS OUT --size 64 [--gsd M] [--seed S] [--val-fraction F]
+
+LABELS is a DeepForest CSV or a vector file (see :mod:`labels.read`); what is cut is described
+in :mod:`labels.chips`. Also runs as ``python -m jobs.chips ...``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import click
+
+from jobs.options import verbose_option
+from labels.chips import ChipsConfig, cut_chips
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ChipsConfig)}
+
+
+def labels_options(fn):
+    """``--scene-column`` and ``--point-box-m``: how to read a vector labels file."""
+    fn = click.option(
+        "--point-box-m",
+        type=float,
+        default=None,
+        help="Box side (ground metres) for point labels; default the median labelled box.",
+    )(fn)
+    return click.option(
+        "--scene-column",
+        default=None,
+        help="Column naming the scene in a vector labels file (default: image_path, scene, ...).",
+    )(fn)
+
+
+@click.command("chips")
+@click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--size", type=int, default=_DEFAULTS["size"], show_default=True, help="Chip side, px."
+)
+@click.option(
+    "--gsd", "gsd_m", type=float, default=None,
+    help="Cut chips at this ground sample distance (m/px); default the scenes' own pixels.",
+)  # fmt: skip
+@click.option("--seed", type=int, default=_DEFAULTS["seed"], show_default=True)
+@click.option(
+    "--val-fraction", type=float, default=_DEFAULTS["val_fraction"], show_default=True,
+    help="Share of the SCENES whose chips go to val/.",
+)  # fmt: skip
+@click.option(
+    "--per-face", type=int, default=_DEFAULTS["per_face"], show_default=True,
+    help="Positive chips per labelled face (each with its own jitter).",
+)  # fmt: skip
+@click.option(
+    "--negatives", type=float, default=_DEFAULTS["negatives"], show_default=True,
+    help="Negative chips per positive chip.",
+)  # fmt: skip
+@labels_options
+@verbose_option
+def chips(labels: Path, out: Path, **opts: Any) -> None:
+    """Cut face / not_face chips from the scenes LABELS names into OUT (train/ and val/)."""
+    try:
+        config = ChipsConfig(labels=labels, out=out, **opts)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    try:
+        summary = cut_chips(config)
+    except ValueError as e:  # LabelsError: the message names the file, row and problem
+        raise click.ClickException(str(e)) from e
+    click.echo(str(summary))
+
+
+if __name__ == "__main__":
+    chips()

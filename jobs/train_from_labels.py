@@ -1,0 +1,66 @@
+"""``whalescan train LABELS``: a labels file in, a bundle out — through chips or the detector.
+
+With a classifier ``--arch`` the labels are cut into chips (:mod:`labels.chips`) in
+``<out>.chips`` beside the bundle, and the classifier trains on them as on any chip folder;
+its detection box is the labels' median face size (``dataset.json``'s ``face_size_px``).
+Without ``--arch`` the approach-3 box detector trains on the labelled scenes directly
+(``jobs.train_detector.train_detector``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["DETECTOR_OPTIONS", "chips_dir", "cut_training_chips", "train_detector_cli"]
+
+DETECTOR_OPTIONS = (
+    "epochs", "workers", "batch_size", "lr", "augment", "storage", "resume", "address", "seed",
+    "cpus_per_worker", "progress",
+)  # fmt: skip
+"""``train`` options the detector takes too; the others are the classifier's."""
+
+
+def chips_dir(out: Path) -> Path:
+    """Where ``train LABELS --arch A --out OUT`` cuts its chips: ``OUT.chips`` beside the bundle."""
+    return out.parent / f"{out.name}.chips"
+
+
+def cut_training_chips(labels: Path, out: Path, **chip_opts: Any) -> Path:
+    """Cut the chips for bundle ``out`` from ``labels``; returns the chip folder."""
+    from labels.chips import ChipsConfig, cut_chips
+
+    try:
+        config = ChipsConfig(labels=labels, out=chips_dir(out), **chip_opts)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    try:
+        summary = cut_chips(config)
+    except ValueError as e:  # LabelsError names the file, row and problem
+        raise click.ClickException(str(e)) from e
+    click.echo(str(summary), err=True)
+    return config.out
+
+
+def train_detector_cli(labels: Path, out: Path, explicit: dict[str, Any]):
+    """Train the approach-3 detector on ``labels``; ``explicit``: options the user gave."""
+    other = sorted(set(explicit) - set(DETECTOR_OPTIONS))
+    if other:
+        flags = ", ".join("--" + k.replace("_", "-") for k in other)
+        raise click.UsageError(
+            f"{flags}: classifier option(s); add --arch whalenet (or alexnet, resnet18) to train "
+            "a classifier from LABELS, or leave them out to train the box detector"
+        )
+    try:
+        from jobs.train_detector import train_detector
+    except ModuleNotFoundError as e:
+        if e.name != "jobs.train_detector":
+            raise
+        raise click.ClickException(
+            f"{str(labels)!r}: training from labels without --arch needs the approach-3 box "
+            "detector (jobs.train_detector), which this build lacks; pass a classifier --arch "
+            "(whalenet, alexnet, resnet18) to train a classifier from LABELS"
+        ) from e
+    return train_detector(labels, out, **explicit)

@@ -1,0 +1,71 @@
+"""The latest attempt per scene in a reports root, and the detections that attempt wrote."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from reports.ledger import conform, read_scenes
+from reports.schema import DETECTIONS_SCHEMA
+from reports.store import Store
+
+__all__ = ["detection_relpaths", "latest_detections", "latest_rows", "read_detections"]
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def latest_rows(store: Store, by: str = "scene_uri") -> list[dict[str, Any]]:
+    """Ledger rows, one per ``by`` value (``scene_uri``: per scene; ``scene_key``: per scene,
+    model and mode): the one finished last (a later row wins a tie). Sorted by ``by``."""
+    latest: dict[str, dict[str, Any]] = {}
+    for r in read_scenes(store).to_pylist():
+        seen = latest.get(r[by])
+        if seen is None or (r["finished_at"] or _NEVER) >= (seen["finished_at"] or _NEVER):
+            latest[r[by]] = r
+    return [latest[k] for k in sorted(latest)]
+
+
+def detection_relpaths(store: Store) -> dict[str, str]:
+    """Scene key → relpath of its detections file (the latest ``dt=`` when a key has two)."""
+    return {Path(p).stem: p for p in store.list("detections/") if p.endswith(".parquet")}
+
+
+def read_detections(
+    store: Store, relpath: str | None, columns: Iterable[str] | None = None
+) -> pa.Table:
+    """One detections file in ``DETECTIONS_SCHEMA`` (or its ``columns``), best score first, ties
+    by ``detection_id``; an empty table when ``relpath`` is None."""
+    names = list(columns) if columns is not None else DETECTIONS_SCHEMA.names
+    schema = pa.schema([DETECTIONS_SCHEMA.field(c) for c in names])
+    if relpath is None:
+        return schema.empty_table()
+    try:
+        table = pq.read_table(io.BytesIO(store.read_bytes(relpath)))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ValueError(f"{store.uri(relpath)!r}: not a readable detections file") from err
+    table = conform(table, schema)
+    if "score" in names:
+        keys = [("score", "descending")] + (
+            [("detection_id", "ascending")] if "detection_id" in names else []
+        )
+        table = table.sort_by(keys)
+    return table
+
+
+def latest_detections(store: Store, columns: Iterable[str] | None = None) -> pa.Table:
+    """The detections of each scene's latest attempt (``ok`` ones; see :func:`latest_rows`),
+    in ``DETECTIONS_SCHEMA`` (or its ``columns``), scene by scene, best score first."""
+    paths = detection_relpaths(store)
+    names = list(columns) if columns is not None else DETECTIONS_SCHEMA.names
+    tables = [
+        read_detections(store, paths.get(r["scene_key"]), names)
+        for r in latest_rows(store)
+        if r["status"] == "ok"
+    ]
+    return pa.concat_tables(tables) if tables else read_detections(store, None, names)

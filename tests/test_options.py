@@ -1,0 +1,40 @@
+"""Options shared by ``detect`` and ``scan``: declared once, the backend a choice from the registry."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from jobs.detect import detect
+from jobs.scan import scan
+from models.backends import REGISTRY
+
+
+def test_detect_and_scan_refuse_an_unknown_backend_naming_the_registry(tmp_path):
+    for command, args in (
+        (detect, ["bundle", "scene.tif", "--out", str(tmp_path)]),
+        (scan, [str(tmp_path), "--bundle", "b", "--reports", str(tmp_path)]),
+    ):
+        result = CliRunner().invoke(command, [*args, "--backend", "tflite"])
+        assert result.exit_code == 2, result.output
+        assert "'tflite' is not one of" in result.output
+        assert all(name in result.output for name in REGISTRY)
+
+
+def test_detect_and_scan_share_mode_backend_workers_and_address():
+    def params(command):
+        return {p.name: (type(p.type).__name__, p.default, p.help) for p in command.params}
+
+    shared = {"mode", "backend", "workers", "address"}
+    assert {k: v for k, v in params(detect).items() if k in shared} == {
+        k: v for k, v in params(scan).items() if k in shared
+    }
+    assert shared <= set(params(detect))
+
+
+def test_options_do_not_import_the_cli_or_torch():
+    code = "import sys, jobs.options; bad = {'jobs.cli', 'torch', 'ray'} & set(sys.modules); assert not bad, bad"
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, timeout=60, cwd=Path(__file__).parents[1]
+    )
