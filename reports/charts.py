@@ -79,7 +79,7 @@ def pr_chart(
     image = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(image)
     font = label_font(11)
-    left, right, top, bottom = 40, width - 12, 12, height - 34
+    left, right, top, bottom = 40, width - 12, 24, height - 34
 
     def xy(r: float, p: float) -> tuple[float, float]:
         return left + r * (right - left), bottom - p * (bottom - top)
@@ -100,8 +100,8 @@ def pr_chart(
             points += [xy(r, last), xy(r, p)]  # a step: recall moves first, then precision
             last = p
         if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
+            draw.line(points, fill=colour, width=3 if k == 0 else 1)  # coinciding curves show
         draw.text((right - 4, bottom - 6 - 14 * k), label, fill=colour, font=font, anchor="rb")
     draw.text(((left + right) / 2, height - 4), "recall", fill=_AXIS_RGB, font=font, anchor="mb")
-    draw.text((4, top), "precision", fill=_AXIS_RGB, font=font, anchor="lt")
+    draw.text((4, 4), "precision", fill=_AXIS_RGB, font=font, anchor="lt")
     return image

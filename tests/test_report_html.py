@@ -148,7 +148,7 @@ def test_pr_chart_draws_each_curve_in_its_colour():
         {"a": (np.array([0.5, 1.0]), np.array([1.0, 1.0])), "b": (np.array([0.5]), np.array([0.5]))}
     )
     pixels = np.asarray(chart)
-    left, right, top, bottom = 40, chart.width - 12, 12, chart.height - 34
+    left, right, top, bottom = 40, chart.width - 12, 24, chart.height - 34
     x_mid = round(left + 0.75 * (right - left))
     assert tuple(pixels[top, x_mid]) == (31, 119, 180)  # a: precision 1 at recall 0.5..1
     y_half = round(bottom - 0.5 * (bottom - top))
