@@ -25,6 +25,7 @@ COMMANDS = {
     "bench": "jobs.bench:bench",
     "scan": "jobs.scan:scan",
     "report": "jobs.report:report",
+    "compact": "jobs.compact:compact",
 }
 
 

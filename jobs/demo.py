@@ -45,6 +45,7 @@ def run_demo(out: Path, scene_size: int, whales: int, epochs: int | None, worker
         (outcome,) = run_detect(
             DetectConfig(bundle=str(bundle.path), out=str(reports), scenes=(str(scene),))
         )
+    click.echo(_scale_line(outcome, bundle))
     _step("5/5 score against the truth, report")
     match = _score(outcome, scene, bundle)
     click.echo(match.line())
@@ -63,6 +64,14 @@ def run_demo(out: Path, scene_size: int, whales: int, epochs: int | None, worker
         "hive_partitioning = true) GROUP BY ALL"
     )
     return {"precision": match.precision, "recall": match.recall, "ap": match.average_precision}
+
+
+def _scale_line(outcome, bundle) -> str:
+    """Where the scene was scored: its GSD, the model's, and the resampling between them."""
+    from jobs.detect import format_scale
+
+    model = "unknown" if bundle.gsd_m is None else f"{bundle.gsd_m * 100:.1f} cm"
+    return f"scale: model trained at {model} per pixel; scene {format_scale(outcome)}"
 
 
 def _score(outcome, scene: Path, bundle):

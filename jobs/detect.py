@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import click
 import numpy as np
@@ -28,7 +28,8 @@ from jobs.options import (
 )
 from jobs.worker import DetectorSettings, RegionResult, RegionTask, scene_regions
 from tiling.bands import parse_scale, resolve_scaling, select_bands
-from tiling.scene import Scene, SceneError, describe, open_scene, resolve_scene
+from tiling.sampling import SceneSampling, scene_sampling
+from tiling.scene import Scene, SceneError, describe, open_scene, resolve_scene, scene_env
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class DetectConfig:
     address: str | None = None
     run_id: str = field(default_factory=lambda: new_run_id())
     progress: bool = True
+    rerun: bool = False  # detect scenes whose result (same scene key) is already ok, again
+    gsd: float | None = None  # metres per pixel of every scene, instead of its georeferencing
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -66,6 +69,8 @@ class DetectConfig:
             raise ValueError(f"batch_size {self.batch_size}: must be ≥ 1")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers {self.workers}: must be ≥ 0")
+        if self.gsd is not None and not self.gsd > 0:
+            raise ValueError(f"gsd {self.gsd}: must be metres per pixel > 0")
         parse_scale(self.scale)
 
 
@@ -80,6 +85,9 @@ class SceneOutcome:
     megapixels: float
     seconds: float
     detections_path: str | None = None
+    reused: bool = False  # already ok in the reports with the same key: not detected again
+    gsd_m: float | None = None  # the scene's ground sample distance, None if unknown
+    px_scale: float = 1.0  # native px per scored px (1: scored at native pixels)
 
 
 @dataclass
@@ -87,7 +95,8 @@ class _Scene:
     """Driver-side state of a scene whose regions are in flight."""
 
     index: int
-    scene: Scene  # described: size, bands, CRS
+    scene: Scene  # described: size, bands, CRS, GSD
+    sampling: SceneSampling
     regions: int
     started: float
     results: list[RegionResult] = field(default_factory=list)
@@ -98,7 +107,12 @@ def new_run_id() -> str:
 
 
 def run_detect(config: DetectConfig) -> list[SceneOutcome]:
-    """Detect in ``config.scenes`` (paths or ``s3://`` URIs); unusable ones become failed rows."""
+    """Detect in ``config.scenes`` (paths or ``s3://`` URIs); unusable ones become failed rows.
+
+    A scene whose result is already ``ok`` in ``config.out`` under the same scene key (scene
+    version, model, mode, parameters) is not detected again unless ``config.rerun``: after a
+    killed run, the same command finishes the missing scenes only.
+    """
     from models.bundle import load_bundle
     from reports.store import open_store
 
@@ -111,7 +125,43 @@ def run_detect(config: DetectConfig) -> list[SceneOutcome]:
         except SceneError as e:
             missing = Scene(uri, "missing", _now())
             failed.append(_record_failure(config, bundle, store, missing, str(e)))
-    return failed + detect_scenes(config, refs, bundle)
+    reused: list[SceneOutcome] = []
+    if not config.rerun:
+        refs, reused = _split_done(config, bundle, store, refs)
+    return failed + reused + detect_scenes(config, refs, bundle)
+
+
+def _split_done(config: DetectConfig, bundle, store, scenes: list[Scene]):
+    """``(scenes still to detect, outcomes of those already ok under the same scene key)``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from reports.ledger import read_ledger
+
+    stamp = run_stamp(config, bundle, config.backend)
+    keys = {scene.uri: stamp.scene_key(scene.uri, scene.version) for scene in scenes}
+    ledger = read_ledger(store, ["scene_key", "status", "detections", "megapixels"])
+    wanted = pc.is_in(ledger["scene_key"], pa.array(list(keys.values()), pa.string()))
+    done = {r["scene_key"]: r for r in ledger.filter(wanted).to_pylist() if r["status"] == "ok"}
+    todo, reused = [], []
+    for scene in scenes:
+        row = done.get(keys[scene.uri])
+        if row is None:
+            todo.append(scene)
+            continue
+        reused.append(
+            SceneOutcome(
+                scene.uri,
+                "ok",
+                None,
+                row["detections"] or 0,
+                row["megapixels"] or 0.0,
+                0.0,
+                reused=True,
+            )  # fmt: skip
+        )
+        log.info("%s: already done (key %s); --rerun to detect again", scene.uri, keys[scene.uri])
+    return todo, reused
 
 
 def detect_scenes(config: DetectConfig, scenes: Sequence[Scene], bundle=None) -> list[SceneOutcome]:
@@ -123,13 +173,7 @@ def detect_scenes(config: DetectConfig, scenes: Sequence[Scene], bundle=None) ->
     from models.bundle import load_bundle
 
     bundle = bundle or load_bundle(config.bundle)
-    stride = (
-        bundle.output_stride if config.mode == "fcn" else (config.stride or bundle.output_stride)
-    )
-    if config.mode == "fcn" and config.stride not in (None, stride):
-        raise ValueError(
-            f"--stride {config.stride}: fcn mode scores at the bundle's stride {stride}"
-        )
+    stride = _stride(config, bundle)
     settings = DetectorSettings(
         mode=config.mode, stride=stride, threshold=config.threshold,
         batch_size=config.batch_size, backend=config.backend,
@@ -169,29 +213,34 @@ class _Writer:
     def _tasks(self, scenes, live, bar) -> Iterator[RegionTask]:
         for index, listed in enumerate(scenes):
             try:
-                scene, tasks = self._plan(index, listed)
+                scene, sampling, tasks = self._plan(index, listed)
             except SceneError as e:
                 failure = _record_failure(self.config, self.bundle, self.store, listed, str(e))
                 self._done(failure, bar)
                 continue
-            live[index] = _Scene(index, scene, len(tasks), time.perf_counter())
+            live[index] = _Scene(index, scene, sampling, len(tasks), time.perf_counter())
             bar.total += len(tasks)
             bar.refresh()
             yield from tasks
 
-    def _plan(self, index: int, listed: Scene) -> tuple[Scene, list[RegionTask]]:
+    def _plan(self, index: int, listed: Scene):
         cfg, b, uri = self.config, self.bundle, listed.uri
-        with open_scene(uri) as ds:
-            scene = describe(ds, listed)
-            if min(scene.width, scene.height) < b.input_size:
+        with scene_env(uri), open_scene(uri) as ds:
+            sampling = scene_sampling(ds, uri, b.gsd_m, cfg.gsd)
+            scene = replace(describe(ds, listed), gsd_m=sampling.gsd_m)
+            grid = sampling.grid
+            if min(grid.width, grid.height) < b.input_size:
+                at = "" if grid.is_native else f" (at {b.gsd_m} m/px)"
                 raise SceneError(
-                    f"{uri!r}: scene {scene.width}×{scene.height} px is smaller than one "
+                    f"{uri!r}: scene {grid.width}×{grid.height} px{at} is smaller than one "
                     f"{b.input_size} px window"
                 )
             bands = select_bands(ds, uri, cfg.bands)
             scaling = resolve_scaling(ds, bands, cfg.scale)
-        regions = scene_regions(self.settings, b, scene.width, scene.height, cfg.region_size)
-        return scene, [RegionTask(index, uri, r, bands, scaling) for r in regions]
+        regions = scene_regions(self.settings, b, grid.width, grid.height, cfg.region_size)
+        task_grid = None if grid.is_native else grid
+        tasks = [RegionTask(index, uri, r, bands, scaling, task_grid) for r in regions]
+        return scene, sampling, tasks
 
     def _collect(self, result: RegionResult, live: dict[int, _Scene], bar) -> None:
         scene = live[result.scene]
@@ -214,8 +263,8 @@ class _Writer:
         errors = [r.error for r in results if r.error]
         seconds = time.perf_counter() - scene.started
         uri, mp, store = scene.scene.uri, scene.scene.megapixels, self.store
-        run = SceneRun(scene.scene, _stamp(self.config, self.bundle, self.backend_label))
-        attempt = _attempt(errors[0] if errors else None, seconds)
+        run = SceneRun(scene.scene, run_stamp(self.config, self.bundle, self.backend_label))
+        attempt = _attempt(errors[0] if errors else None, seconds, scene.sampling.grid.scale)
         if errors:
             write_scene_result(store, run, attempt)
             return SceneOutcome(uri, "failed", errors[0], 0, mp, seconds)
@@ -226,6 +275,7 @@ class _Writer:
         return SceneOutcome(
             uri, "ok", None, len(boxes), mp, seconds,
             store.uri(written.detections) if written.detections else None,
+            scene.sampling.gsd_m, scene.sampling.grid.scale,
         )  # fmt: skip
 
     def _done(self, outcome: SceneOutcome, bar) -> None:
@@ -233,25 +283,59 @@ class _Writer:
         bar.write(_summary(outcome)) if self.config.progress else log.info(_summary(outcome))
 
 
-def _stamp(config: DetectConfig, bundle, backend: str):
-    """The run stamp of this run's rows; ``backend`` is the label of the backend that scored."""
+def run_stamp(config: DetectConfig, bundle, backend: str | None = None):
+    """The run stamp of this run's rows; ``backend``: the label of the backend that scored
+    (default: the configured one). Its ``scene_key`` is what scan and detect compare."""
     from reports.run import RunStamp
 
-    parameters = {
-        "threshold": config.threshold, "stride": config.stride, "region_size": config.region_size,
-        "batch_size": config.batch_size, "bands": config.bands, "scale": config.scale,
-    }  # fmt: skip
-    return RunStamp(config.run_id, bundle.weights_sha256, config.mode, backend, parameters)
+    key_parameters = result_parameters(config, bundle)
+    parameters = {**key_parameters, "region_size": config.region_size,
+                  "batch_size": config.batch_size}  # fmt: skip
+    backend = backend or config.backend
+    return RunStamp(config.run_id, bundle.weights_sha256, config.mode, backend, parameters,
+                    key_parameters)  # fmt: skip
 
 
-def _attempt(error: str | None, seconds: float):
-    """How a scene attempt that ended now, after ``seconds``, went."""
+def result_parameters(config: DetectConfig, bundle) -> dict:
+    """The settings, besides model and mode, that change a scene's detections: part of its key.
+
+    Not here, because they leave the boxes unchanged: ``region_size`` (tiling is invisible),
+    ``batch_size``, ``workers`` and the backend (``auto`` may pick another one on another node;
+    the default backends agree with torch to 1e-6 — README, "Backends"). A new option that
+    changes results must be added here, or runs with other values would overwrite each other.
+    """
+    return {
+        "threshold": config.threshold,
+        "nms_iou": DetectorSettings.nms_iou,  # not an option yet: the library default
+        "stride": _stride(config, bundle),
+        "bands": list(config.bands) if config.bands else None,
+        "scale": config.scale,
+        "gsd": config.gsd,
+        "model_gsd_m": bundle.gsd_m,
+    }
+
+
+def _stride(config: DetectConfig, bundle) -> int:
+    """The heatmap stride in px: the bundle's for fcn, ``--stride`` (else the bundle's) sliding."""
+    if config.mode == "fcn":
+        if config.stride not in (None, bundle.output_stride):
+            raise ValueError(
+                f"--stride {config.stride}: fcn mode scores at the bundle's stride "
+                f"{bundle.output_stride}"
+            )
+        return bundle.output_stride
+    return config.stride or bundle.output_stride
+
+
+def _attempt(error: str | None, seconds: float, px_scale: float | None = None):
+    """How a scene attempt that ended now, after ``seconds``, went (scored at ``px_scale``)."""
     from reports.run import Attempt
 
     now = _now()
     return Attempt(
-        "failed" if error else "ok", error, seconds, now - dt.timedelta(seconds=seconds), now
-    )
+        "failed" if error else "ok", error, seconds, now - dt.timedelta(seconds=seconds), now,
+        px_scale,
+    )  # fmt: skip
 
 
 def _record_failure(config: DetectConfig, bundle, store, scene: Scene, error: str) -> SceneOutcome:
@@ -259,7 +343,7 @@ def _record_failure(config: DetectConfig, bundle, store, scene: Scene, error: st
     from reports.ledger import write_scene_result
     from reports.run import SceneRun
 
-    run = SceneRun(scene, _stamp(config, bundle, config.backend))
+    run = SceneRun(scene, run_stamp(config, bundle, config.backend))
     write_scene_result(store, run, _attempt(error, 0.0))
     return SceneOutcome(scene.uri, "failed", error, 0, 0.0, 0.0)
 
@@ -287,8 +371,15 @@ def _summary(o: SceneOutcome) -> str:
     rate = o.megapixels / o.seconds if o.seconds else 0.0
     return (
         f"{o.uri}: {o.detections} whale face(s), {o.megapixels:.1f} MP in {o.seconds:.1f} s "
-        f"({rate:.1f} MP/s) → {o.detections_path}"
+        f"({rate:.1f} MP/s), {format_scale(o)} → {o.detections_path}"
     )
+
+
+def format_scale(o: SceneOutcome) -> str:
+    """``GSD 3.0 cm, scored at ×0.60`` (scored px per native px), or ``…, native pixels``."""
+    gsd = "GSD unknown" if o.gsd_m is None else f"GSD {o.gsd_m * 100:.1f} cm"
+    scored = "native pixels" if o.px_scale == 1.0 else f"scored at ×{1 / o.px_scale:.2f}"
+    return f"{gsd}, {scored}"
 
 
 def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
@@ -319,18 +410,26 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.option("--scale", default="auto", show_default=True,
               help="auto | none | bits:N | range:LO,HI | percentile:P1,P2")  # fmt: skip
 @backend_option
+@click.option("--gsd", type=float, default=None,
+              help="Scenes' metres per pixel, instead of their georeferencing (for files without).")  # fmt: skip
 @workers_option
 @address_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--rerun", is_flag=True,
+    help="Detect scenes again even if the reports already hold an ok result for the same scene "
+    "version, model and parameters (the new attempt then wins).",
+)  # fmt: skip
 @verbose_option
 def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold, bands, scale,
-           backend, workers, address, quiet):  # fmt: skip
+           backend, gsd, workers, address, quiet, rerun):  # fmt: skip
     """Detect whale faces in SCENES (GeoTIFF paths or s3:// URIs) with the model BUNDLE."""
     try:
         config = DetectConfig(
             bundle=bundle, out=out, scenes=tuple(scenes), mode=mode, stride=stride,
             region_size=region_size, batch_size=batch_size, threshold=threshold, bands=bands,
             scale=scale, backend=backend, workers=workers, address=address, progress=not quiet,
+            rerun=rerun, gsd=gsd,
         )  # fmt: skip
     except ValueError as e:
         raise click.UsageError(str(e)) from e
@@ -342,7 +441,9 @@ def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold
         raise click.ClickException(str(e)) from e
     ok = sum(o.status == "ok" for o in outcomes)
     found = sum(o.detections for o in outcomes)
-    click.echo(f"{ok}/{len(outcomes)} scene(s) ok, {found} whale face(s); reports in {out}")
+    reused = sum(o.reused for o in outcomes)
+    note = f" ({reused} already done, not rerun; --rerun to redo)" if reused else ""
+    click.echo(f"{ok}/{len(outcomes)} scene(s) ok{note}, {found} whale face(s); reports in {out}")
     if ok < len(outcomes):
         raise SystemExit(1)
 

@@ -144,18 +144,13 @@ def _bundle_tar(path: str) -> bytes:
 
 
 def _materialise(tar_bytes: bytes) -> str:
+    """The bundle tar shipped through the object store, as a file in this node's per-user cache."""
     import hashlib
-    import tempfile
-    from pathlib import Path
+
+    from storage.cache import write_cached_bytes
 
     key = hashlib.sha256(tar_bytes).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / "whalescan-bundles" / f"{key}.tar"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(tar_bytes)
-        tmp.replace(path)
-    return str(path)
+    return str(write_cached_bytes("bundles", f"{key}.tar", tar_bytes))
 
 
 @contextlib.contextmanager

@@ -12,17 +12,21 @@ either fully recorded or absent from the ledger — and absent scenes are planne
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import click
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from jobs import options
 from storage.s3 import list_objects
@@ -105,6 +109,7 @@ class ScanConfig:
     dry_run: bool = False
     retry_failed: bool = False
     mode: str = "fcn"
+    threshold: float = 0.5
     backend: str = "auto"
     workers: int | None = None
     address: str | None = None
@@ -149,10 +154,22 @@ class ScanConfig:
             set_(self, "every", parse_interval(self.every))
         if self.max_scenes is not None and self.max_scenes < 1:
             raise ValueError(f"max_scenes={self.max_scenes}: must be ≥ 1 (or None for all)")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold={self.threshold}: must be in (0, 1)")
         if self.mode not in options.MODES:
             raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(options.MODES)}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers={self.workers}: must be ≥ 0")
+
+    def detect_config(self):
+        """The ``jobs.detect.DetectConfig`` this scan detects with (its settings make the keys)."""
+        from jobs.detect import DetectConfig
+
+        return DetectConfig(
+            bundle=self.bundle, out=self.reports, mode=self.mode, threshold=self.threshold,
+            backend=self.backend, workers=self.workers, address=self.address,
+            progress=self.progress,
+        )  # fmt: skip
 
     @property
     def is_s3(self) -> bool:
@@ -178,7 +195,7 @@ class ScanPlan:
     listed: int  # objects under the source (any suffix)
     todo: tuple[PlannedScene, ...]
     deferred: tuple[PlannedScene, ...]  # over --max-scenes: left for the next scan
-    unchanged: tuple[Scene, ...]  # already ok in the ledger at this version
+    unchanged: int  # already ok in the ledger at this version (a count: may be millions)
     failed_before: tuple[Scene, ...]  # failed at this version; retried with --retry-failed
     deleted: tuple[str, ...]  # URIs in the ledger that are no longer in the source
     ignored: int  # objects without a matching suffix
@@ -190,12 +207,14 @@ class ScanPlan:
             f"scan {self.source}: {self.listed} object(s), {self.ignored} ignored by suffix; "
             f"model {self.model_sha256[:12]}, mode {self.mode}",
             f"  to detect: {len(self.todo)} ({reasons['new']} new, {reasons['changed']} changed, "
-            f"{reasons['retry']} retried); unchanged: {len(self.unchanged)}; "
+            f"{reasons['retry']} retried); unchanged: {self.unchanged}; "
             f"failed before: {len(self.failed_before)}; deferred: {len(self.deferred)}; "
             f"deleted: {len(self.deleted)}",
         ]
         lines += [f"  + {p.reason:<7} {p.ref.uri} (version {p.ref.version})" for p in self.todo]
-        lines += [f"  ~ later   {p.ref.uri} (over --max-scenes)" for p in self.deferred]
+        lines += [f"  ~ later   {p.ref.uri} (over --max-scenes)" for p in self.deferred[:20]]
+        if len(self.deferred) > 20:
+            lines.append(f"  ~ later   … and {len(self.deferred) - 20} more (over --max-scenes)")
         lines += [
             f"  ! failed  {r.uri} (same version failed before; --retry-failed to retry)"
             for r in self.failed_before
@@ -226,98 +245,168 @@ class ScanSummary:
         return 1 if self.failed else 0
 
 
-def _list_s3(config: ScanConfig) -> tuple[list[Scene], set[str], int]:
-    refs, uris, ignored = [], set(), 0
-    for obj in list_objects(S3Uri.parse(config.source), page_size=LIST_PAGE_SIZE):
-        if obj.uri.key.endswith("/"):  # a "folder" marker
-            continue
-        uris.add(str(obj.uri))
-        if obj.uri.key.lower().endswith(config.suffixes):
-            refs.append(Scene.from_head(obj))
-        else:
-            ignored += 1
-    return refs, uris, ignored
+class ListingPage(NamedTuple):
+    """One page of a source listing: scenes with a matching suffix, and every other URI."""
+
+    refs: list[Scene]
+    other_uris: list[str]
 
 
-def _list_local(config: ScanConfig) -> tuple[list[Scene], set[str], int]:
-    refs, uris, ignored = [], set(), 0
+def _list_s3(config: ScanConfig) -> Iterator[ListingPage]:
+    objects = list_objects(S3Uri.parse(config.source), page_size=LIST_PAGE_SIZE)
+    while page := list(itertools.islice(objects, LIST_PAGE_SIZE)):
+        refs, others = [], []
+        for obj in page:
+            if obj.uri.key.endswith("/"):  # a "folder" marker
+                continue
+            if obj.uri.key.lower().endswith(config.suffixes):
+                refs.append(Scene.from_head(obj))
+            else:
+                others.append(str(obj.uri))
+        yield ListingPage(refs, others)
+
+
+def _list_local(config: ScanConfig) -> Iterator[ListingPage]:
     for dirpath, dirnames, filenames in os.walk(config.source):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        refs, others = [], []
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             uri = os.path.join(dirpath, name)
             if not name.lower().endswith(config.suffixes):
-                uris.add(uri)
-                ignored += 1
+                others.append(uri)
                 continue
             try:
                 refs.append(resolve_scene(uri))
             except SceneError:  # removed between the walk and the stat: it is gone
                 continue
-            uris.add(uri)
-    return refs, uris, ignored
+        yield ListingPage(refs, others)
 
 
-def list_source(config: ScanConfig) -> tuple[list[Scene], set[str], int]:
-    """``(refs with a matching suffix, URIs of every object, count ignored by suffix)``."""
+def list_source(config: ScanConfig) -> Iterator[ListingPage]:
+    """The source listing, page by page (S3: 1000 keys a page; local: one folder a page)."""
     return _list_s3(config) if config.is_s3 else _list_local(config)
 
 
-def plan_scan(config: ScanConfig) -> ScanPlan:
-    """List the source, compare with the ledger and decide what to detect. Writes nothing."""
-    from models.bundle import load_bundle
-    from reports.keys import scene_key
-    from reports.ledger import read_scenes
+_LISTING_SCHEMA = pa.schema(
+    [
+        ("uri", pa.string()),
+        ("version", pa.string()),
+        ("modified", pa.timestamp("us", tz="UTC")),
+        ("scene_key", pa.string()),
+    ]
+)
+
+
+def _listing_table(
+    pages: Iterable[ListingPage], key_of: Callable[[Scene], str]
+) -> tuple[pa.Table, pa.Array, int]:
+    """``(scenes listed, as columns; URIs of every object; count ignored by suffix)``.
+
+    Columnar page by page, so a listing of 1M objects costs ~150 bytes an object, not a
+    Python object each.
+    """
+    batches, uris, ignored = [], [], 0
+    for page in pages:
+        refs = page.refs
+        batches.append(
+            pa.record_batch(
+                [
+                    pa.array([r.uri for r in refs], pa.string()),
+                    pa.array([r.version for r in refs], pa.string()),
+                    pa.array([r.modified for r in refs], pa.timestamp("us", tz="UTC")),
+                    pa.array([key_of(r) for r in refs], pa.string()),
+                ],
+                schema=_LISTING_SCHEMA,
+            )
+        )
+        uris.append(pa.array(page.other_uris, pa.string()))
+        ignored += len(page.other_uris)
+    listing = pa.Table.from_batches(batches, schema=_LISTING_SCHEMA).combine_chunks()
+    all_uris = pa.concat_arrays([listing.column("uri").combine_chunks(), *uris])
+    return listing, all_uris, ignored
+
+
+def _reasons(todo: pa.Table, ledger: pa.Table) -> pa.ChunkedArray:
+    """Why each scene of ``todo`` is planned: ``retry`` (its key failed before), ``changed`` (the
+    ledger knows the URI, only at other versions) or ``new`` (incl. a known version under
+    another model or other parameters)."""
+    uri, version = todo["uri"], todo["version"]
+    same_uri = ledger.filter(pc.is_in(ledger["scene_uri"], uri))  # ≤ a few rows per todo scene
+    sep = "\x1f"
+    known = pc.binary_join_element_wise(same_uri["scene_uri"], same_uri["scene_version"], sep)
+    pair = pc.binary_join_element_wise(uri, version, sep)
+    changed = pc.and_(pc.is_in(uri, same_uri["scene_uri"]), pc.invert(pc.is_in(pair, known)))
+    return pc.if_else(todo["tried"], "retry", pc.if_else(changed, "changed", "new"))
+
+
+def plan_scan(
+    config: ScanConfig, pages: Iterable[ListingPage] | None = None, stamp=None
+) -> ScanPlan:
+    """List the source, compare with the ledger and decide what to detect. Writes nothing.
+
+    The comparison is columnar (pyarrow): the ledger's latest attempt per scene key
+    (``reports.ledger.read_ledger``, a few columns of a compacted table) against the listing,
+    so planning over 1M objects and 1M ledger rows takes seconds and ~0.5 GB (bench/README.md).
+    Keys come from the run stamp detection will write with (model, mode, result-affecting
+    settings), so a scan with other settings plans the scenes as new work. ``pages`` /
+    ``stamp``: a listing and a ``reports.run.RunStamp`` to use instead of the source's and the
+    bundle's (the ledger benchmark feeds a synthetic listing).
+    """
+    from reports.ledger import read_ledger
     from reports.store import open_store
 
-    model_sha256 = load_bundle(config.bundle).weights_sha256
-    refs, all_uris, ignored = list_source(config)
-    ledger = read_scenes(
+    if stamp is None:
+        from jobs.detect import run_stamp
+        from models.bundle import load_bundle
+
+        stamp = run_stamp(config.detect_config(), load_bundle(config.bundle))
+    ledger = read_ledger(
         open_store(config.reports), columns=["scene_uri", "scene_version", "scene_key", "status"]
-    ).to_pylist()
-
-    status_by_key: dict[str, str] = {}  # "ok" wins over an older "failed" of the same key
-    versions_by_uri: dict[str, set[str]] = {}
-    for row in ledger:
-        if status_by_key.get(row["scene_key"]) != "ok":
-            status_by_key[row["scene_key"]] = row["status"]
-        versions_by_uri.setdefault(row["scene_uri"], set()).add(row["scene_version"])
-
-    todo: list[PlannedScene] = []
-    unchanged: list[Scene] = []
-    failed_before: list[Scene] = []
-    for ref in sorted(refs, key=lambda r: (r.modified, r.uri)):
-        key = scene_key(ref.uri, ref.version, model_sha256, config.mode)
-        status = status_by_key.get(key)
-        if status == "ok":
-            unchanged.append(ref)
-        elif status is not None and not config.retry_failed:
-            failed_before.append(ref)
-        else:
-            # "changed": the ledger knows this URI, but only at other versions.
-            known = versions_by_uri.get(ref.uri, set())
-            if status is not None:
-                reason = "retry"
-            elif known and ref.version not in known:
-                reason = "changed"
-            else:
-                reason = "new"
-            todo.append(PlannedScene(ref, reason, key))
-    cap = config.max_scenes if config.max_scenes is not None else len(todo)
-    deleted = sorted(
-        u for u in versions_by_uri if u.startswith(config.source) and u not in all_uris
     )
+    listing, all_uris, ignored = _listing_table(
+        list_source(config) if pages is None else pages,
+        lambda r: stamp.scene_key(r.uri, r.version),
+    )
+    status = pc.take(
+        ledger.column("status"), pc.index_in(listing.column("scene_key"), ledger["scene_key"])
+    )
+    is_ok = pc.fill_null(pc.equal(status, "ok"), False)
+    tried = pc.is_valid(status)  # a latest attempt that is not ok: failed (or skipped)
+    held = pc.and_(pc.and_not(tried, is_ok), pa.scalar(not config.retry_failed))
+    # Only the few scenes to detect need a reason, so the URI comparisons run on them alone.
+    todo = listing.filter(pc.invert(pc.or_(is_ok, held))).append_column(
+        "tried", pc.filter(tried, pc.invert(pc.or_(is_ok, held)))
+    )
+    todo = todo.append_column("reason", _reasons(todo, ledger)).sort_by(
+        [("modified", "ascending"), ("uri", "ascending")]
+    )
+    planned = [
+        PlannedScene(Scene(r["uri"], r["version"], r["modified"]), r["reason"], r["scene_key"])
+        for r in todo.select(["uri", "version", "modified", "reason", "scene_key"]).to_pylist()
+    ]
+    failed_before = listing.filter(held).sort_by([("modified", "ascending"), ("uri", "ascending")])
+    ledger_uris = pc.unique(ledger["scene_uri"])
+    gone = ledger_uris.filter(
+        pc.and_(
+            pc.starts_with(ledger_uris, config.source),
+            pc.invert(pc.is_in(ledger_uris, all_uris)),
+        )
+    )
+    cap = config.max_scenes if config.max_scenes is not None else len(planned)
     return ScanPlan(
         source=config.source,
-        model_sha256=model_sha256,
+        model_sha256=stamp.model_sha256,
         mode=config.mode,
         listed=len(all_uris),
-        todo=tuple(todo[:cap]),
-        deferred=tuple(todo[cap:]),
-        unchanged=tuple(unchanged),
-        failed_before=tuple(failed_before),
-        deleted=tuple(deleted),
+        todo=tuple(planned[:cap]),
+        deferred=tuple(planned[cap:]),
+        unchanged=pc.sum(is_ok).as_py() or 0,
+        failed_before=tuple(
+            Scene(r["uri"], r["version"], r["modified"]) for r in failed_before.to_pylist()
+        ),
+        deleted=tuple(sorted(gone.to_pylist())),
         ignored=ignored,
     )
 
@@ -333,7 +422,7 @@ def run_scan(config: ScanConfig, echo: Callable[[str], None] = click.echo) -> Sc
     for line in plan.describe():
         echo(line)
     counts = dict(
-        listed=plan.listed, todo=len(plan.todo), unchanged=len(plan.unchanged),
+        listed=plan.listed, todo=len(plan.todo), unchanged=plan.unchanged,
         failed_before=len(plan.failed_before), deferred=len(plan.deferred),
         deleted=len(plan.deleted), ignored=plan.ignored, dry_run=config.dry_run,
     )  # fmt: skip
@@ -342,12 +431,9 @@ def run_scan(config: ScanConfig, echo: Callable[[str], None] = click.echo) -> Sc
             echo("dry run: nothing detected, nothing written")
         return ScanSummary(ok=0, failed=0, **counts)
 
-    from jobs.detect import DetectConfig, detect_scenes
+    from jobs.detect import detect_scenes
 
-    detect_config = DetectConfig(
-        bundle=config.bundle, out=config.reports, mode=config.mode, backend=config.backend,
-        workers=config.workers, address=config.address, progress=config.progress,
-    )  # fmt: skip
+    detect_config = config.detect_config()
     started = time.perf_counter()
     outcomes = {o.uri: o for o in detect_scenes(detect_config, [p.ref for p in plan.todo])}
     ok, failures = 0, []
@@ -364,7 +450,25 @@ def run_scan(config: ScanConfig, echo: Callable[[str], None] = click.echo) -> Sc
         f"scan done in {time.perf_counter() - started:.1f} s: {ok} ok, {len(failures)} failed; "
         f"ledger in {config.reports}"
     )
+    _compact_written(config, plan)
     return ScanSummary(ok=ok, failed=len(failures), failures=tuple(failures), **counts)
+
+
+COMPACT_AT = 16  # objects in a dt= partition that make a scan compact it (bench/README.md)
+
+
+def _compact_written(config: ScanConfig, plan: ScanPlan) -> None:
+    """Fold the ``dt=`` partitions this scan wrote to, once they hold ``COMPACT_AT`` objects, so
+    the next plan reads a few segments instead of one object per scene attempt."""
+    from reports.compact import compact
+    from reports.keys import partition_date
+    from reports.store import open_store
+
+    written = {partition_date(p.ref.modified) for p in plan.todo}
+    summary = compact(open_store(config.reports), COMPACT_AT, partitions=written)
+    if summary.partitions:
+        log.info("compacted %d ledger partition(s): %d object(s) → %d row(s)",
+                 summary.partitions, summary.objects_in, summary.rows_out)  # fmt: skip
 
 
 # Errors a scan can meet that are about the world, not the code: S3 unreachable after
@@ -445,13 +549,17 @@ def stop_on_signals(stop: threading.Event, echo: Callable[[str], None]) -> Itera
 @click.option("--dry-run", is_flag=True, help="Print what would be detected; write nothing.")
 @click.option("--retry-failed", is_flag=True, help="Retry scenes that failed at the same version.")
 @options.mode_option
+@click.option(
+    "--threshold", type=float, default=0.5, show_default=True,
+    help="Detection threshold; part of each result's key, so another value is new work.",
+)  # fmt: skip
 @options.backend_option
 @options.workers_option
 @options.address_option
 @options.verbose_option
 @click.pass_context
 def scan(ctx, source, bundle, reports, suffixes, every, max_scenes, dry_run, retry_failed, mode,
-         backend, workers, address):  # fmt: skip
+         threshold, backend, workers, address):  # fmt: skip
     """Detect whale faces in new or changed scenes under SOURCE (s3://BUCKET/PREFIX or a directory).
 
     Exit code: 0 all scenes ok, 1 some scenes failed (or the scan could not run), 2 usage error.
@@ -462,7 +570,8 @@ def scan(ctx, source, bundle, reports, suffixes, every, max_scenes, dry_run, ret
         config = ScanConfig(
             source=source, bundle=bundle, reports=reports, suffixes=suffixes, every=every,
             max_scenes=max_scenes, dry_run=dry_run, retry_failed=retry_failed, mode=mode,
-            backend=backend, workers=workers, address=address, progress=sys.stderr.isatty(),
+            threshold=threshold, backend=backend, workers=workers, address=address,
+            progress=sys.stderr.isatty(),
         )  # fmt: skip
     except ValueError as err:
         raise click.UsageError(str(err)) from err

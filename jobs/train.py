@@ -38,8 +38,10 @@ class TrainConfig:
 
     ``storage``: where Ray Train keeps per-epoch checkpoints (local dir or ``s3://``); default
     ``<out>.runs`` next to the bundle. ``object_size``: face size in pixels for the detector;
-    default ``dataset.json``'s ``face_size_px``, else half the chip size. ``use_gpu``: None =
-    use GPUs when the cluster has any.
+    default ``dataset.json``'s ``face_size_px``, else half the chip size. ``gsd_m``: metres per
+    pixel of the chips, recorded in the bundle so detection rescales scenes to it; default
+    ``dataset.json``'s ``gsd_m``, else unknown. ``use_gpu``: None = use GPUs when the cluster has
+    any.
     """
 
     data: Path
@@ -56,6 +58,7 @@ class TrainConfig:
     address: str | None = None
     seed: int = 0
     object_size: float | None = None
+    gsd_m: float | None = None
     cpus_per_worker: float = 1.0
     use_gpu: bool | None = None
     progress: bool = True
@@ -81,6 +84,7 @@ class TrainConfig:
         _check(self.arch in ARCHS, "arch", self.arch, f"one of {sorted(ARCHS)}")
         _check(self.object_size is None or self.object_size > 0, "object_size",
                self.object_size, "> 0 pixels")  # fmt: skip
+        _check(self.gsd_m is None or self.gsd_m > 0, "gsd_m", self.gsd_m, "> 0 metres per pixel")
         _check(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "> 0")
 
     @property
@@ -302,7 +306,20 @@ def write_bundle(config: TrainConfig, data, loop, checkpoint, seconds: float):
         positive_class=POSITIVE_CLASS, output_stride=model.output_stride,
         receptive_field=model.receptive_field, object_size_px=_object_size(config, data),
         temperature=temperature, metrics=metrics, data_fingerprint=data.fingerprint,
+        gsd_m=training_gsd(config, data),
     )  # fmt: skip
+
+
+def training_gsd(config: TrainConfig, data) -> float | None:
+    """Metres per pixel the bundle is trained at: ``--gsd``, else the chips' ``dataset.json``."""
+    gsd_m = config.gsd_m or data.gsd_m
+    if gsd_m is None:
+        log.warning(
+            "%s: no --gsd and no gsd_m in dataset.json; the bundle will not know its ground "
+            "sample distance and detection will score scenes at their native pixels",
+            data.root,
+        )
+    return gsd_m
 
 
 def _object_size(config: TrainConfig, data) -> float:
@@ -384,6 +401,13 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     type=float,
     default=None,
     help="Face size in px for detection; default dataset.json's face_size_px, else chip/2.",
+)
+@click.option(
+    "--gsd",
+    "gsd_m",
+    type=float,
+    default=None,
+    help="Metres per pixel of the chips; default dataset.json's gsd_m, else unknown.",
 )
 @click.option(
     "--cpus-per-worker", type=float, default=_DEFAULTS["cpus_per_worker"], show_default=True

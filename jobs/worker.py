@@ -18,6 +18,7 @@ from tiling.bands import Scaling
 from tiling.grid import Region
 from tiling.read import read_window
 from tiling.region_boxes import DecodeParams, plan_scene_regions, region_boxes
+from tiling.resample import ScoredGrid, ScoredView
 from tiling.scene import SceneError, open_scene, scene_env
 
 
@@ -43,20 +44,23 @@ class DetectorSettings:
 
 @dataclass(frozen=True)
 class RegionTask:
+    """One region of a scene; ``region`` is in pixels of ``grid`` (None: native pixels)."""
+
     scene: int  # index of the scene in the run
     uri: str
     region: Region
     bands: tuple[int, ...]
     scaling: Scaling
+    grid: ScoredGrid | None = None
 
 
 @dataclass(frozen=True)
 class RegionResult:
     scene: int
     region: int
-    boxes: np.ndarray  # (N, 4) float64 [xmin, ymin, xmax, ymax] scene px, owned by the core
+    boxes: np.ndarray  # (N, 4) float64 [xmin, ymin, xmax, ymax] native scene px, owned by the core
     scores: np.ndarray  # (N,) float32
-    megapixels: float  # core megapixels
+    megapixels: float  # core megapixels scored
     error: str | None = None
     backend: str = ""  # e.g. "torch:cpu", the `backend` column
 
@@ -99,6 +103,8 @@ class RegionDetector:
         with self._compute:
             heat = self.heatmap(pixels)
         boxes, scores = region_boxes(heat, valid, task.region, self.params)
+        if task.grid is not None:
+            boxes = task.grid.to_native(boxes)
         return RegionResult(task.scene, task.region.index, boxes, scores, mp, None, label)
 
     def heatmap(self, pixels: np.ndarray) -> np.ndarray:
@@ -119,7 +125,7 @@ class RegionDetector:
 
     def _read(self, task: RegionTask):
         with scene_env(task.uri):
-            ds = self._dataset(task.uri)
+            ds = self._dataset(task.uri, task.grid)
             buffers = self._buffers(len(task.bands), task.region.read)
             return read_window(ds, task.uri, task.region.read, task.bands, task.scaling, buffers)
 
@@ -131,17 +137,24 @@ class RegionDetector:
             held = self._local.buffers = (np.empty(shape, np.float32), np.empty(shape[1:], bool))
         return held
 
-    def _dataset(self, uri: str):
-        """A few recently used scenes kept open, per thread: rasterio handles are not thread-safe."""
+    def _dataset(self, uri: str, grid: ScoredGrid | None):
+        """A reader of ``uri``'s pixels on ``grid``; a few recently used ones kept open, per
+        thread: rasterio handles are not thread-safe."""
         cache = getattr(self._local, "scenes", None)
         if cache is None:
             cache = self._local.scenes = OrderedDict()
-        if uri not in cache:
-            cache[uri] = open_scene(uri)
+        key = (uri, grid)
+        if key not in cache:
+            ds = open_scene(uri)
+            cache[key] = (ds, ScoredView(ds, grid)) if grid else (ds, None)
             while len(cache) > 2:
-                cache.popitem(last=False)[1].close()
-        cache.move_to_end(uri)
-        return cache[uri]
+                ds_old, view_old = cache.popitem(last=False)[1]
+                if view_old is not None:
+                    view_old.close()
+                ds_old.close()
+        cache.move_to_end(key)
+        ds, view = cache[key]
+        return view.reader if view is not None else ds
 
 
 def scene_regions(

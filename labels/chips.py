@@ -5,12 +5,16 @@ Layout written under ``out``::
     train/face/*.png  train/not_face/*.png  val/face/*.png  val/not_face/*.png  dataset.json
 
 * **Positives**: each labelled face, ``per_face`` times, its box centre at the chip centre ±
-  ``jitter_px`` (chip pixels). Faces whose chip would leave the scene are skipped (counted).
+  ``jitter_px`` (chip pixels). At native pixels a chip may reach past the scene edge, filled
+  as ``detect`` fills its windows there; resampled chips must lie inside the scene, and faces
+  whose chip would leave it are skipped (counted).
 * **Negatives**, ``negatives`` per positive, three kinds (:data:`NEGATIVE_MIX`):
   ``near`` — centred 0.35–0.9 chip sides from a face (its body, flukes, a calf, foam beside it);
   ``salient`` — the scene's most unusual pixels away from faces (foam, boats, glint, debris,
   headless bodies), drawn with probability ∝ their squared deviation from the local background
-  on a decimated read (so haze and cloud shadow do not count); ``water`` — anywhere. No negative is centred within ``0.35 · size`` chip px of
+  on a decimated read (so haze and cloud shadow do not count); ``water`` — anywhere;
+  ``edge`` — reaching past a scene border (native pixels only), where a filled edge beside
+  water must not look like a head. No negative is centred within ``0.35 · size`` chip px of
   a labelled face, so a face in a negative is always well off-centre (as in ``synth chips``).
 * **Scale**: with ``gsd_m`` every chip is read at that ground sample distance (resampled
   windowed reads: average when shrinking, bilinear when enlarging); else at native pixels.
@@ -41,7 +45,7 @@ __all__ = ["NEGATIVE_MIX", "ChipsConfig", "ChipsSummary", "cut_chips"]
 
 log = logging.getLogger(__name__)
 
-NEGATIVE_MIX = {"near": 0.35, "salient": 0.35, "water": 0.30}
+NEGATIVE_MIX = {"near": 0.30, "salient": 0.35, "water": 0.25, "edge": 0.10}
 OFF_CENTRE = 0.35
 """No negative is centred closer than this fraction of the chip side to a labelled face."""
 NEAR_MAX = 0.9
@@ -189,12 +193,13 @@ def _scene_chips(labelled: SceneLabels, reader, config: ChipsConfig, rng) -> _Ch
     items, skipped = [], 0
     margin = config.jitter_px * f
     for cx, cy in centres:
-        if not reader.fits(cx, cy, size * f + 2 * margin):
-            skipped += 1
-            continue
         for _ in range(config.per_face):
             jitter = rng.uniform(-margin, margin, size=2)
-            items.append(("face", "face", reader.chip(cx + jitter[0], cy + jitter[1], size)))
+            chip = reader.chip(cx + jitter[0], cy + jitter[1], size)
+            if chip is None:
+                skipped += 1
+                break
+            items.append(("face", "face", chip))
     n_neg = round(len(items) * config.negatives) if len(centres) else config.per_face * 4
     kinds = rng.choice(list(NEGATIVE_MIX), size=n_neg, p=list(NEGATIVE_MIX.values()))
     clear = OFF_CENTRE * size * f  # native px
@@ -219,6 +224,13 @@ def _negative_centre(kind, rng, centres, salient, reader, side_native):
         return cx + dist * np.cos(angle), cy + dist * np.sin(angle)
     if kind == "salient" and len(salient):
         return salient[rng.integers(len(salient))]
+    if kind == "edge":  # the chip reaches past a border, as detect's windows do
+        x, y = rng.uniform(0, reader.width), rng.uniform(0, reader.height)
+        inset = rng.uniform(0, side_native / 2)
+        side = rng.integers(4)
+        if side < 2:
+            return (inset if side == 0 else reader.width - inset), y
+        return x, (inset if side == 2 else reader.height - inset)
     return rng.uniform(0, reader.width), rng.uniform(0, reader.height)
 
 
@@ -263,8 +275,34 @@ class _SceneReader:
         return col >= 0 and row >= 0 and col + side <= self.width and row + side <= self.height
 
     def chip(self, cx: float, cy: float, size: int) -> np.ndarray | None:
-        """(size, size, 3) uint8 centred on native (cx, cy); None if it leaves the scene or is
-        more than :data:`MAX_INVALID` nodata."""
+        """(size, size, 3) uint8 centred on native (cx, cy), or None when its centre pixel is
+        outside the scene or nodata.
+
+        At native pixels the chip is read as ``detect`` reads its windows
+        (:func:`tiling.read.read_window`: the part past the scene edge or under nodata filled
+        the same way), so faces at the edge and the edge itself are learnt as detect sees them.
+        Resampled chips (``gsd_m``) must lie inside the scene and be at most
+        :data:`MAX_INVALID` nodata.
+        """
+        if not (0 <= cx < self.width and 0 <= cy < self.height):
+            return None
+        if self.factor == 1.0:
+            return self._native_chip(cx, cy, size)
+        return self._resampled_chip(cx, cy, size)
+
+    def _native_chip(self, cx: float, cy: float, size: int) -> np.ndarray | None:
+        from rasterio.windows import Window
+
+        from tiling.read import read_window
+
+        col, row = round(cx - size / 2), round(cy - size / 2)
+        window = Window(col, row, size, size)
+        pixels, valid = read_window(self.ds, self.uri, window, self.bands, self.scaling)
+        if not valid[size // 2, size // 2]:
+            return None
+        return np.ascontiguousarray(np.rint(pixels).astype(np.uint8).transpose(1, 2, 0))
+
+    def _resampled_chip(self, cx: float, cy: float, size: int) -> np.ndarray | None:
         from rasterio.enums import Resampling
         from rasterio.windows import Window
 
@@ -272,8 +310,6 @@ class _SceneReader:
         if not self.fits(cx, cy, side):
             return None
         col, row = cx - side / 2, cy - side / 2
-        if self.factor == 1.0:  # native pixels: whole-pixel window, no resampling
-            col, row = round(col), round(row)
         resampling = Resampling.average if self.factor > 1 else Resampling.bilinear
         raw = self.ds.read(
             self.bands, window=Window(col, row, side, side), out_shape=(3, size, size),

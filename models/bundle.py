@@ -11,14 +11,14 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import os
 import tarfile
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from storage.atomic import write_bytes_atomic
-from storage.cache import cache_dir, fetch_cached
+from storage.atomic import replace_dir, temp_dir, write_bytes_atomic
+from storage.cache import cache_dir, cached_dir, evict, fetch_cached
 from storage.s3 import StorageError
 from storage.uri import S3Uri, is_s3
 
@@ -42,6 +42,8 @@ class Bundle:
     ``mean``/``std`` are per-channel (R, G, B) on the 0..1 scale of 8-bit pixels / 255.
     ``object_size_px`` is the side of a detection box in pixels (the face size seen in training).
     ``temperature`` divides logits before softmax so scores are calibrated on ``val/``.
+    ``gsd_m`` is the ground sample distance (metres per pixel) the model was trained at; None
+    when unknown (bundles written before it was recorded): detection then scores native pixels.
     """
 
     path: Path
@@ -57,6 +59,7 @@ class Bundle:
     weights_sha256: str
     object_size_px: float | None = None
     temperature: float = 1.0
+    gsd_m: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: str = ""
     versions: dict[str, str] = field(default_factory=dict)
@@ -82,31 +85,28 @@ class Bundle:
 def save_bundle(out_dir: str | Path, model, **meta: Any) -> Bundle:
     """Write ``model``'s weights and ``meta`` (the :class:`Bundle` fields but path/hash) to a dir.
 
-    Writes to a temporary sibling and renames it into place, so a crash leaves no half bundle.
+    Writes to a temporary sibling and swaps it into place, so a crash leaves no half bundle and
+    an existing bundle at ``out_dir`` is replaced atomically.
     """
     import torch
     from safetensors.torch import save_file
 
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     state = {
         k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
     }
-    save_file(state, str(tmp / WEIGHTS))
-    meta = {
-        "versions": _versions(),
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        **meta,
-        "weights_sha256": sha256_file(tmp / WEIGHTS),
-    }
-    bundle = _from_manifest(tmp, {"format_version": FORMAT_VERSION, **meta})
-    _write_manifest(tmp, bundle)
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with temp_dir(out) as tmp:
+        save_file(state, str(tmp / WEIGHTS))
+        meta = {
+            "versions": _versions(),
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            **meta,
+            "weights_sha256": sha256_file(tmp / WEIGHTS),
+        }
+        bundle = _from_manifest(tmp, {"format_version": FORMAT_VERSION, **meta})
+        _write_manifest(tmp, bundle)
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a bundle is shared like any model file
+        replace_dir(tmp, out)  # readers of ``out`` see the old bundle or the new one, never neither
     return replace(bundle, path=out)
 
 
@@ -130,7 +130,37 @@ def load_bundle(path: str | Path) -> Bundle:
     if p.is_file():
         if not tarfile.is_tarfile(p):
             raise BundleError(f"{str(p)!r}: not a bundle directory or .tar")
-        p = _extract(p)
+        try:
+            return _load_dir(_bundle_root(_extract(p)))
+        except BundleError:
+            # A damaged cache entry must not fail every later run: drop it and unpack again;
+            # if the tar itself is bad, the second try raises the same error.
+            evict(_extract(p, cached_only=True))
+            return _load_dir(_bundle_root(_extract(p)))
+    return _load_dir(p)
+
+
+def _load_dir(p: Path, attempts: int = 3) -> Bundle:
+    """Read and check a bundle directory; if it was replaced (``save_bundle``) while being read,
+    so that the manifest and weights came from different versions, read it again."""
+    for _ in range(attempts - 1):
+        ino = _manifest_inode(p)
+        try:
+            return _read_dir(p)
+        except (BundleError, FileNotFoundError):
+            if ino is None or _manifest_inode(p) in (ino, None):
+                raise  # not replaced meanwhile: the bundle itself is bad
+    return _read_dir(p)
+
+
+def _manifest_inode(p: Path) -> int | None:
+    try:
+        return (p / MANIFEST).stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _read_dir(p: Path) -> Bundle:
     for name in (MANIFEST, WEIGHTS):
         if not (p / name).is_file():
             raise BundleError(f"{str(p)!r}: bundle has no {name}")
@@ -213,6 +243,8 @@ def _from_manifest(path: Path, m: dict[str, Any]) -> Bundle:
         raise BundleError(
             f"{str(path)!r}: positive_class {b.positive_class!r} not in classes {list(b.classes)}"
         )
+    if b.gsd_m is not None and not (isinstance(b.gsd_m, int | float) and b.gsd_m > 0):
+        raise BundleError(f"{str(path)!r}: gsd_m {b.gsd_m!r} must be metres per pixel > 0 or null")
     if b.input_size < 1 or b.output_stride < 1:
         raise BundleError(f"{str(path)!r}: input_size and output_stride must be positive")
     return b
@@ -223,17 +255,28 @@ def _write_manifest(directory: Path, bundle: Bundle) -> None:
     write_bytes_atomic(directory / MANIFEST, text.encode())
 
 
-def _extract(tar_path: Path) -> Path:
-    """Unpack a bundle .tar once into a cache dir keyed by its hash (data-only filter: no links out)."""
+def _extract(tar_path: Path, cached_only: bool = False) -> Path:
+    """The cache entry holding ``tar_path`` unpacked, keyed by its hash (data filter: no links out).
+
+    The tree is published atomically (storage.cache), so concurrent actors and jobs never see a
+    half-extracted bundle. ``cached_only``: just the entry's path, nothing unpacked.
+    """
     key = sha256_file(tar_path)[:16]
-    dest = cache_dir("bundles") / key
-    if not (dest / MANIFEST).exists():
-        dest.mkdir(parents=True, exist_ok=True)
+    if cached_only:
+        return cache_dir("bundles") / key
+
+    def fill(tmp: Path) -> None:
         try:
             with tarfile.open(tar_path) as tf:
-                tf.extractall(dest, filter="data")
+                tf.extractall(tmp, filter="data")
         except (tarfile.TarError, OSError) as e:
             raise BundleError(f"{str(tar_path)!r}: unreadable bundle tar ({e})") from e
+
+    return cached_dir("bundles", key, fill)
+
+
+def _bundle_root(dest: Path) -> Path:
+    """The bundle inside an unpacked tar: its top level, or the one folder a tar of a dir holds."""
     inner = [d for d in dest.iterdir() if d.is_dir()]
     if not (dest / MANIFEST).exists() and len(inner) == 1:
         return inner[0]

@@ -82,7 +82,8 @@ class ChipDataset:
     """A train/val chip dataset with what the model bundle records about it.
 
     ``mean``/``std``: per-channel (R, G, B) of the train chips on the 0..1 scale.
-    ``face_size_px``: from ``dataset.json`` if present, else None.
+    ``face_size_px``, ``gsd_m`` (metres per pixel the chips were cut at): from ``dataset.json``
+    if present, else None.
     """
 
     root: Path
@@ -92,6 +93,7 @@ class ChipDataset:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     face_size_px: float | None
+    gsd_m: float | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -116,7 +118,11 @@ def read_dataset(root: str | Path) -> ChipDataset:
         )
     mean, std = channel_stats(train.images)
     files = [root / "train" / p for p in train.paths] + [root / "val" / p for p in val.paths]
-    return ChipDataset(root, train, val, fingerprint(root, files), mean, std, _face_size(root))
+    meta = _dataset_meta(root)
+    return ChipDataset(
+        root, train, val, fingerprint(root, files), mean, std,
+        _positive_or_none(meta, "face_size_px", root), _positive_or_none(meta, "gsd_m", root),
+    )  # fmt: skip
 
 
 def eval_split(folder: str | Path, classes: tuple[str, ...] | None = None) -> ChipSplit:
@@ -175,12 +181,28 @@ def _decode(folder: Path, paths: list[Path]) -> np.ndarray:
     return out
 
 
-def _face_size(root: Path) -> float | None:
+def _dataset_meta(root: Path) -> dict:
+    """``root/dataset.json`` as a dict ({} when there is none)."""
     meta = root / DATASET_JSON
     if not meta.is_file():
-        return None
+        return {}
     try:
-        size = json.loads(meta.read_text()).get("face_size_px")
+        doc = json.loads(meta.read_text())
     except json.JSONDecodeError as e:
         raise ChipDataError(f"{str(meta)!r}: not valid JSON ({e})") from e
-    return None if size is None else float(size)
+    if not isinstance(doc, dict):
+        raise ChipDataError(f"{str(meta)!r}: expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _positive_or_none(meta: dict, key: str, root: Path) -> float | None:
+    value = meta.get(key)
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if not v > 0:
+        raise ChipDataError(f"{str(root / DATASET_JSON)!r}: {key} {value!r}, expected a number > 0")
+    return v

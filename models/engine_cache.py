@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from models.bundle import Bundle
+from storage.atomic import write_bytes_atomic
 
 Shape = tuple[int, int, int, int]
 
@@ -161,20 +160,9 @@ def write_engine(bundle: Bundle, key: EngineKey, blob: bytes) -> Path:
     """Store ``blob`` as ``<key>.engine`` (+ ``<key>.json``), atomically; return the engine path."""
     path = engine_path(bundle, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, blob)
-    _atomic_write(path.with_suffix(".json"), json.dumps(key.to_dict(), indent=2).encode() + b"\n")
+    write_bytes_atomic(path, blob)  # the engine first: a key file names only a whole engine
+    write_bytes_atomic(path.with_suffix(".json"), json.dumps(key.to_dict(), indent=2).encode())
     return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; engines are shared like the bundle
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _volume(shape: Shape) -> int:

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 
 from models.bundle import MANIFEST, WEIGHTS, Bundle, BundleError, sha256_file, update_manifest
+from storage.atomic import write_bytes_atomic
+from storage.cache import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,7 @@ def export_onnx(
     ``calib_chips`` (int8 only): a directory searched recursively for chip images (PNG, JPEG,
     TIFF); up to ``max_calib_chips`` of them, evenly spread in sorted order, calibrate the
     activation ranges. Writes ``bundle.json`` ``artifacts`` when the bundle dir is writable;
-    otherwise the file goes to a per-weights cache dir under the system temp dir.
+    otherwise the file goes to a per-weights folder of the per-user cache (:func:`artifact_dir`).
     """
     _check_precision(precision)
     if precision == "int8" and calib_chips is None:
@@ -119,16 +121,18 @@ def export_onnx(
             artifacts = {**_disk_artifacts(bundle), ARTIFACT_KEYS[precision]: entry}
             update_manifest(bundle, artifacts=artifacts)
         else:
-            (directory / f"{target.name}.json").write_text(json.dumps(entry, indent=2) + "\n")
+            side = json.dumps(entry, indent=2) + "\n"
+            write_bytes_atomic(directory / f"{target.name}.json", side.encode())
     log.info("exported %s (%s, sha256 %s…)", target, precision, entry["sha256"][:12])
     return target
 
 
 def artifact_dir(bundle: Bundle) -> Path:
-    """Where exported artefacts go: the bundle dir, or a per-weights temp dir if it is read-only."""
+    """Where exported artefacts go: the bundle dir, or a per-weights folder of the per-user cache
+    (``$XDG_CACHE_HOME/whalescan/artifacts/<weights sha256[:16]>``) if the bundle is read-only."""
     if os.access(bundle.path, os.W_OK):
         return bundle.path
-    d = Path(tempfile.gettempdir()) / "whalescan-artifacts" / bundle.weights_sha256[:16]
+    d = cache_dir("artifacts") / bundle.weights_sha256[:16]
     d.mkdir(parents=True, exist_ok=True)
     log.warning("bundle %s is read-only; exported artefacts go to %s", bundle.path, d)
     return d
@@ -321,7 +325,12 @@ def _entry(bundle: Bundle, precision: str) -> dict[str, Any] | None:
     if directory == bundle.path:
         return _disk_artifacts(bundle).get(ARTIFACT_KEYS[precision])
     side = directory / f"{FILES[precision]}.json"
-    return json.loads(side.read_text()) if side.is_file() else None
+    try:
+        return json.loads(side.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError):
+        return None  # damaged (e.g. written by an older whalescan that died): export again
 
 
 def _current(bundle: Bundle, precision: str) -> Path | None:

@@ -13,11 +13,9 @@ decimated overview read and small windowed reads (:mod:`reports.overview`). Imag
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,18 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image
 from rasterio.errors import RasterioError
 
 from reports import page
 from reports.charts import pr_chart, score_histogram
 from reports.evaluate import Evaluation, SceneEval, metrics
-from reports.ledger import read_scenes
+from reports.latest import detection_relpaths, read_detections
+from reports.ledger import read_ledger
 from reports.overview import density_overlay, display_bands, draw_boxes, read_chip, read_overview
 from reports.store import Store
 from reports.truth import Matching
+from storage.atomic import write_bytes_atomic
 from tiling.scene import SceneError, open_scene, resolve_scene, scene_env
 
 __all__ = ["HtmlReport", "write_html_report"]
@@ -87,9 +85,7 @@ def write_html_report(
     out = Path(out_dir)
     (out / "img").mkdir(parents=True, exist_ok=True)
     rows = _scene_rows(store, scene_uris)
-    det_paths = {
-        Path(p).stem: p for p in store.list("detections/") if p.endswith(".parquet")
-    }  # key -> relpath; sorted, so the latest dt= wins for a key seen under two dates
+    det_paths = detection_relpaths(store)
     ok_rows = [r for r in rows if r["status"] == "ok"]
     evals = {s.scene_key: s for s in evaluation.scenes} if evaluation else {}
     sections = []
@@ -114,7 +110,7 @@ def write_html_report(
         truth=overall,
     )
     index = out / "index.html"
-    _write_atomic(index, html.encode("utf-8"))
+    write_bytes_atomic(index, html.encode("utf-8"))
     linked = [p for sec in sections for p in _pictures(sec.images)]
     linked += [
         p for view in (overall, *(s.truth for s in sections)) if view for p in view.pictures()
@@ -125,7 +121,7 @@ def write_html_report(
 
 def _scene_rows(store: Store, scene_uris: Sequence[str]) -> list[dict[str, Any]]:
     """Ledger rows (one per scene key, the latest attempt), ok first, then by URI and time."""
-    rows = read_scenes(store).to_pylist()
+    rows = read_ledger(store).to_pylist()  # the latest attempt of each key wins
     if scene_uris:
         known = {r["scene_uri"] for r in rows}
         missing = [u for u in scene_uris if u not in known]
@@ -136,29 +132,12 @@ def _scene_rows(store: Store, scene_uris: Sequence[str]) -> list[dict[str, Any]]
             )
         wanted = set(scene_uris)
         rows = [r for r in rows if r["scene_uri"] in wanted]
-    latest: dict[str, dict[str, Any]] = {}
     never = datetime.min.replace(tzinfo=UTC)
-    for r in rows:
-        seen = latest.get(r["scene_key"])
-        if seen is None or (r["finished_at"] or never) >= (seen["finished_at"] or never):
-            latest[r["scene_key"]] = r
     order = {"ok": 0, "failed": 1, "skipped": 2}
     return sorted(
-        latest.values(),
+        rows,
         key=lambda r: (order.get(r["status"], 3), r["scene_uri"], r["finished_at"] or never),
     )
-
-
-def _read_detections(store: Store, relpath: str | None) -> pa.Table:
-    """The detections of one scene key, best score first (an empty table if it has no file)."""
-    if relpath is None:
-        return pa.table({c: pa.array([], pa.float64()) for c in _DETECTION_COLUMNS})
-    data = store.read_bytes(relpath)
-    try:
-        table = pq.read_table(io.BytesIO(data), columns=_DETECTION_COLUMNS)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise ValueError(f"{store.uri(relpath)!r}: not a readable detections file") from err
-    return table.sort_by([("score", "descending"), ("detection_id", "ascending")])
 
 
 def _scene_section(
@@ -172,7 +151,7 @@ def _scene_section(
 ) -> page.SceneSection:
     key = row["scene_key"]
     uri = row["scene_uri"]
-    det = _read_detections(store, det_paths.get(key))
+    det = read_detections(store, det_paths.get(key), _DETECTION_COLUMNS)
     notes = []
     if det_paths.get(key) is None and row["detections"]:
         notes.append(f"detections file for key {key} not found under {store.root}")
@@ -286,15 +265,3 @@ def _remove_stale(img_dir: Path, linked: set[str]) -> None:
     for path in img_dir.iterdir():
         if _IMAGE_NAME.fullmatch(path.name) and f"img/{path.name}" not in linked:
             path.unlink(missing_ok=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

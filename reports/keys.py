@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -12,11 +16,13 @@ __all__ = [
     "detection_id",
     "detection_ids",
     "detections_relpath",
+    "parameters_text",
     "partition_date",
     "scene_key",
     "scenes_relpath",
 ]
 
+_ATTEMPT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 KEY_HEX_CHARS = 24  # 96 bits of SHA-256: collisions are not a practical concern at any scan size
 
 
@@ -25,11 +31,22 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:KEY_HEX_CHARS]
 
 
-def scene_key(scene_uri: str, scene_version: str, model_sha256: str, mode: str) -> str:
-    """The report key of one (scene, scene version, model, mode): 24 hex chars of SHA-256.
+def scene_key(
+    scene_uri: str,
+    scene_version: str,
+    model_sha256: str,
+    mode: str,
+    parameters: Mapping[str, Any] | None = None,
+) -> str:
+    """The report key of one result: 24 hex chars of SHA-256 of (scene URI, scene version,
+    model, mode, result-affecting ``parameters``).
 
-    The detections and scenes objects of a scene are named by it, so a rerun with the same
-    inputs overwrites the same objects: re-running is idempotent
+    ``parameters`` (threshold, NMS IoU, stride, bands, scaling, …; JSON values) are hashed in a
+    canonical form (sorted keys), so the same settings always give the same key and other
+    settings another one: a run with another threshold never overwrites a result, and a scan
+    with other settings sees the scenes as new work. None or ``{}``: the key of the parameters
+    that existed before (URI, version, model, mode only). The detections and scenes objects of
+    a scene are named by it, so a rerun with the same inputs overwrites the same detections
     (``tests/test_reports.py::test_rerun_overwrites_same_object_with_same_bytes``).
     """
     for name, value in (
@@ -40,7 +57,19 @@ def scene_key(scene_uri: str, scene_version: str, model_sha256: str, mode: str) 
     ):
         if not isinstance(value, str) or not value:
             raise ValueError(f"scene_key: {name}={value!r}, expected a non-empty string")
-    return _digest("scene", scene_uri, scene_version, model_sha256, mode)
+    if not parameters:
+        return _digest("scene", scene_uri, scene_version, model_sha256, mode)
+    return _digest(
+        "scene", scene_uri, scene_version, model_sha256, mode, parameters_text(parameters)
+    )
+
+
+def parameters_text(parameters: Mapping[str, Any]) -> str:
+    """``parameters`` as canonical JSON (sorted keys, no spaces, tuples as lists)."""
+    try:
+        return json.dumps(dict(parameters), sort_keys=True, separators=(",", ":"))
+    except TypeError as err:
+        raise ValueError(f"parameters={dict(parameters)!r}: values must be JSON ({err})") from err
 
 
 def _box_text(px_box) -> str:
@@ -95,6 +124,14 @@ def detections_relpath(scene_key: str, dt: str) -> str:
     return f"detections/dt={dt}/{scene_key}.parquet"
 
 
-def scenes_relpath(scene_key: str, dt: str) -> str:
-    """``scenes/dt=YYYY-MM-DD/<key>.parquet``, relative to the reports root."""
-    return f"scenes/dt={dt}/{scene_key}.parquet"
+def scenes_relpath(scene_key: str, dt: str, attempt: str | None = None) -> str:
+    """``scenes/dt=YYYY-MM-DD/<key>.<attempt>.parquet`` (``<key>.parquet`` without an attempt).
+
+    Each attempt (``attempt`` = the run id) gets its own object, so no write ever replaces a
+    ledger row that a compaction (reports.compact) is reading; the latest attempt wins.
+    """
+    if attempt is None:
+        return f"scenes/dt={dt}/{scene_key}.parquet"
+    if not _ATTEMPT.fullmatch(attempt):
+        attempt = _digest("attempt", attempt)
+    return f"scenes/dt={dt}/{scene_key}.{attempt}.parquet"

@@ -17,7 +17,7 @@ __all__ = [
     "SCHEMA_VERSION_KEY",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: scenes gain gsd_m, px_scale
 SCHEMA_VERSION_KEY = "whalescan:schema_version"
 SCENE_STATUSES = ("ok", "failed", "skipped")
 
@@ -90,6 +90,11 @@ SCENES_SCHEMA = pa.schema(
         pa.field("finished_at", _UTC_US),
         # Appended: the scene version's time (S3 LastModified / file mtime) that gave `dt`.
         pa.field("scene_modified", _UTC_US),
+        # Appended (version 2): the scene's ground sample distance in metres (its georeferencing's,
+        # or the user's --gsd; null when unknown) and the native px per scored px it was scored
+        # at (1.0: native pixels; null when it was not scored).
+        pa.field("gsd_m", pa.float64()),
+        pa.field("px_scale", pa.float64()),
     ],
     metadata=_METADATA,
 )

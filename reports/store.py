@@ -54,6 +54,15 @@ class Store(ABC):
     def uri(self, relpath: str = "") -> str:
         """A URI (local absolute path or ``s3://…``) DuckDB, GeoPandas and GDAL can open."""
 
+    @abstractmethod
+    def delete(self, relpaths: list[str]) -> None:
+        """Remove the objects at ``relpaths``; ones already gone are not an error."""
+
+    @abstractmethod
+    def arrow_paths(self, relpaths: list[str]) -> tuple[Any, list[str]]:
+        """``(pyarrow.fs.FileSystem, paths)`` for ``pyarrow.dataset`` to read ``relpaths`` lazily
+        (only the columns and row groups asked for)."""
+
     def read_many(self, relpaths: list[str], max_workers: int = 8) -> list[bytes]:
         """``read_bytes`` for several relpaths (in order), concurrently where it helps."""
         if len(relpaths) <= 1:
@@ -95,7 +104,7 @@ class LocalStore(Store):
         for dirpath, _dirnames, filenames in os.walk(start):
             rel_dir = Path(dirpath).relative_to(self.path).as_posix()
             for name in filenames:
-                if name.startswith(TMP_PREFIX):  # a partial write
+                if name.startswith(TMP_PREFIX):  # a write in progress, or one killed half way
                     continue
                 rel = name if rel_dir == "." else f"{rel_dir}/{name}"
                 if rel.startswith(prefix):
@@ -107,6 +116,15 @@ class LocalStore(Store):
 
     def uri(self, relpath: str = "") -> str:
         return str(self._path(relpath)) if relpath else self.root
+
+    def delete(self, relpaths: list[str]) -> None:
+        for relpath in relpaths:
+            self._path(relpath).unlink(missing_ok=True)
+
+    def arrow_paths(self, relpaths: list[str]) -> tuple[Any, list[str]]:
+        from pyarrow.fs import LocalFileSystem
+
+        return LocalFileSystem(), [str(self._path(p)) for p in relpaths]
 
 
 class S3Store(Store):
@@ -170,6 +188,40 @@ class S3Store(Store):
 
     def uri(self, relpath: str = "") -> str:
         return str(self._object(relpath)) if relpath else self.root
+
+    def delete(self, relpaths: list[str]) -> None:
+        for start in range(0, len(relpaths), 1000):  # DeleteObjects takes up to 1000 keys
+            keys = [{"Key": self._key(p)} for p in relpaths[start : start + 1000]]
+            resp = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+            )
+            if resp.get("Errors"):
+                err = resp["Errors"][0]
+                raise OSError(
+                    f"{self.uri(relpaths[start])!r}…: cannot delete {len(resp['Errors'])} "
+                    f"object(s), first {err.get('Key')!r}: {err.get('Code')} {err.get('Message')}"
+                )
+
+    def arrow_paths(self, relpaths: list[str]) -> tuple[Any, list[str]]:
+        from urllib.parse import urlsplit
+
+        import boto3
+        from pyarrow.fs import S3FileSystem
+
+        # pyarrow's own S3 client, given the credentials, region and endpoint boto3 resolves.
+        creds = boto3.session.Session().get_credentials()
+        frozen = creds.get_frozen_credentials() if creds is not None else None
+        endpoint = urlsplit(self.client.meta.endpoint_url)
+        fs = S3FileSystem(
+            access_key=frozen.access_key if frozen else None,
+            secret_key=frozen.secret_key if frozen else None,
+            session_token=frozen.token if frozen else None,
+            anonymous=frozen is None,
+            region=self.client.meta.region_name,
+            scheme=endpoint.scheme or "https",
+            endpoint_override=endpoint.netloc,
+        )
+        return fs, [f"{self.bucket}/{self._key(p)}" for p in relpaths]
 
 
 def open_store(root: str | os.PathLike[str]) -> Store:

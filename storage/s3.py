@@ -52,16 +52,19 @@ class ObjectHead:
     uri: S3Uri
     etag: str
     last_modified: dt.datetime
+    size: int | None = None  # bytes, where the answer said
 
     @classmethod
-    def from_listing(cls, uri: S3Uri, etag: str, last_modified: dt.datetime) -> ObjectHead:
+    def from_listing(
+        cls, uri: S3Uri, etag: str, last_modified: dt.datetime, size: int | None = None
+    ) -> ObjectHead:
         """From a listing entry or a HEAD answer: quotes stripped, a naive time taken as UTC."""
         etag = etag.strip().strip('"')
         if not etag:
             raise StorageError(f"{str(uri)!r}: the server sent no ETag")
         if last_modified.tzinfo is None:
             last_modified = last_modified.replace(tzinfo=dt.UTC)
-        return cls(uri, etag, last_modified.astimezone(dt.UTC))
+        return cls(uri, etag, last_modified.astimezone(dt.UTC), size)
 
 
 def endpoint_url() -> str | None:
@@ -109,7 +112,9 @@ def head(uri: S3Uri, client: Any = None) -> ObjectHead:
         raise StorageError(f"{str(uri)!r}: {_REASONS.get(code, f'HEAD failed ({code})')}") from err
     except BotoCoreError as err:
         raise StorageError(f"{str(uri)!r}: HEAD failed ({err})") from err
-    return ObjectHead.from_listing(uri, answer["ETag"], answer["LastModified"])
+    return ObjectHead.from_listing(
+        uri, answer["ETag"], answer["LastModified"], answer.get("ContentLength")
+    )
 
 
 def list_objects(prefix: S3Uri, client: Any = None, page_size: int = 1000) -> Iterator[ObjectHead]:
@@ -124,7 +129,7 @@ def list_objects(prefix: S3Uri, client: Any = None, page_size: int = 1000) -> It
     for page in pages:
         for obj in page.get("Contents", ()):
             yield ObjectHead.from_listing(
-                prefix.child(obj["Key"]), obj["ETag"], obj["LastModified"]
+                prefix.child(obj["Key"]), obj["ETag"], obj["LastModified"], obj.get("Size")
             )
 
 

@@ -121,6 +121,7 @@ def write_chips(
         "n_train": n,
         "n_val": n_val,
         "generator": "whalescan.synth",
+        "source": f"whalescan.synth chips seed={seed} n={n} size={size} val_fraction={val_fraction}",
     }
     (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
     summary = ChipsSummary(

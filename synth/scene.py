@@ -82,8 +82,9 @@ class SceneSpec:
     must be inside the scene). ``dtype`` ``"uint8"`` or ``"uint16"`` (12-bit data, value × 16);
     ``bands`` 3 (RGB) or 4 (RGB + NIR); ``nodata_border``: ragged nodata (0) along two edges;
     ``crs=False``: no CRS and no geotransform; ``distractors=False`` leaves out the hard
-    negatives (foam, boats, headless bodies...); ``block``: the drawing block in pixels (the
-    file is the same for any block size).
+    negatives (foam, boats, headless bodies...); ``look`` (:mod:`synth.look`): whale sizes,
+    calves, distractor density, haze and cloud shadow; ``block``: the drawing block in pixels
+    (the file is the same for any block size).
     """
 
     width: int

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 
 import pytest
 
@@ -12,6 +13,9 @@ from tests.helpers import S3_SECRET
 # Tests that don't test auth run Ray without token authentication (DESIGN.md field notes).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# The per-user cache (bundles, exported artefacts) of this test session: never the user's own.
+# Set before any Ray instance starts, so workers inherit it.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="whalescan-test-cache-")
 
 
 def free_port() -> int:
@@ -92,3 +96,17 @@ def ray_head():
 
     with started_head(free_port) as head:
         yield head
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory):
+    """A whalenet trained on synthetic chips for this session (see ``tests.helpers``)."""
+    from tests.helpers import trained_bundle
+
+    return trained_bundle(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="session")
+def trained(trained_bundle):
+    """The session's trained whalenet bundle (the name the border and flavour tests use)."""
+    return trained_bundle

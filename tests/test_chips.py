@@ -127,3 +127,56 @@ def test_cli(labelled, tmp_path):
     assert "0.1 m/px" in result.output and (out / "dataset.json").is_file()
     bad = CliRunner().invoke(chips_command, [str(labelled), str(out), "--size", "8"])
     assert bad.exit_code == 2 and "size=8" in bad.output
+
+
+def test_point_labels_in_a_geopackage_cut_the_same_faces(labelled, tmp_path):
+    """Vector labels (points in lon/lat, sized in ground metres) give the CSV's positive chips."""
+    import geopandas as gpd
+    import shapely
+
+    rows = [r.split(",") for r in labelled.read_text().splitlines()[1:]]
+    with rasterio.open(labelled.parent / "s0.tif") as ds:
+        transform, crs = ds.transform, ds.crs
+    points = [shapely.Point(transform @ ((float(r[1]) + float(r[3])) / 2, (float(r[2]) + float(r[4])) / 2)) for r in rows]  # fmt: skip
+    frame = gpd.GeoDataFrame({"scene_uri": [r[0] for r in rows]}, geometry=points, crs=crs)
+    frame.to_crs("EPSG:4326").to_file(labelled.parent / "points.gpkg")
+    config = {"size": 32, "jitter_px": 0.0, "seed": 2}
+    cut_chips(ChipsConfig(labelled, tmp_path / "csv", **config))
+    summary = cut_chips(
+        ChipsConfig(labelled.parent / "points.gpkg", tmp_path / "gpkg", point_box_m=1.0, **config)
+    )
+    assert summary.face_size_px == pytest.approx(20.0, abs=0.01)  # 1 m at 0.05 m/px
+    for split in ("train", "val"):
+        a, b = _pngs(tmp_path / "csv" / split / "face"), _pngs(tmp_path / "gpkg" / split / "face")
+        assert a.keys() == b.keys() and a
+        for name in a:
+            assert np.abs(a[name].astype(int) - b[name]).max() <= 1, name
+
+
+def test_faces_at_the_edge_and_edge_negatives_are_read_as_detect_reads(tmp_path):
+    """At native pixels a chip may reach past the scene: filled exactly as detect's windows."""
+    from rasterio.windows import Window
+
+    from tiling.bands import resolve_scaling, select_bands
+    from tiling.read import read_window
+
+    edge = {"e0.tif": [(11, 150), (390, 289)], "e1.tif": [(200, 10)]}
+    rows = []
+    for i, (name, centres) in enumerate(edge.items()):
+        square_scene(tmp_path / name, centres, seed=i)
+        rows += [f"{name},{cx - 10},{cy - 10},{cx + 10},{cy + 10},whale_face" for cx, cy in centres]
+    (tmp_path / "e.csv").write_text("image_path,xmin,ymin,xmax,ymax,label\n" + "\n".join(rows))
+    out = tmp_path / "c"
+    summary = cut_chips(ChipsConfig(tmp_path / "e.csv", out, size=32, jitter_px=0.0, seed=4))
+    assert summary.skipped_faces == 0
+    assert summary.counts["train/face"] + summary.counts["val/face"] == 4 * 3
+    [chip_path] = out.glob("*/face/s000_face_00000.png")
+    with rasterio.open(tmp_path / "e0.tif") as ds:
+        bands = select_bands(ds, "e0", None)
+        pixels, valid = read_window(ds, "e0", Window(11 - 16, 150 - 16, 32, 32), bands,
+                                    resolve_scaling(ds, bands, "auto"))  # fmt: skip
+    assert not valid[:, :5].any() and valid[:, 5:].all()
+    expected = np.rint(pixels).astype(np.uint8).transpose(1, 2, 0)
+    np.testing.assert_array_equal(np.asarray(Image.open(chip_path)), expected)
+    edges = list(out.glob("*/not_face/*_edge_*.png"))
+    assert edges  # negatives reaching past a border

@@ -233,3 +233,33 @@ def test_other_geometries_and_missing_files(scenes, tmp_path):
         read_labels(tmp_path / "nothing.csv")
     with pytest.raises(LabelsError, match=r"point_box_m=-1"):
         read_labels(tmp_path / "l.gpkg", point_box_m=-1)
+
+
+def test_geographic_and_rotated_scenes(tmp_path):
+    """A scene in EPSG:4326 (points sized in ground metres) and one with a rotated geotransform
+    (map boxes are rotated rectangles; their pixel boxes come back exactly)."""
+    from affine import Affine
+
+    geo = Affine(1e-6, 0, -70.0, 0, -1e-6, 42.0)  # ~0.083 x 0.111 m pixels at 42° N
+    write_tif(tmp_path / "g.tif", np.ones((3, 400, 400), np.uint8), crs="EPSG:4326")
+    _set_transform(tmp_path / "g.tif", geo)
+    rotated = Affine.translation(400000, 4640000) @ Affine.rotation(30) @ Affine.scale(0.1, -0.1)
+    write_tif(tmp_path / "r.tif", np.ones((3, 300, 300), np.uint8))
+    _set_transform(tmp_path / "r.tif", rotated)
+    box = np.array([[40.0, 60.0, 90.0, 100.0]])
+    frame = gpd.GeoDataFrame(
+        {"scene": ["g.tif", "r.tif"]},
+        geometry=[shapely.Point(geo @ (200, 200)), _map_boxes(rotated, box)[0]],
+        crs="EPSG:4326",
+    )
+    frame.iloc[[1]].set_crs("EPSG:32619", allow_override=True).to_file(tmp_path / "r.gpkg")
+    frame.iloc[[0]].to_file(tmp_path / "g.geojson", driver="GeoJSON")
+    [r] = read_labels(tmp_path / "r.gpkg")
+    np.testing.assert_allclose(r.boxes, box, atol=1e-6)
+    [g] = read_labels(tmp_path / "g.geojson", point_box_m=2.0)
+    # spherical arithmetic (independent of the reader's geodesics): metres per degree
+    m_per_deg = 6371008.8 * np.pi / 180
+    px_m = np.array([1e-6 * m_per_deg * np.cos(np.deg2rad(42.0)), 1e-6 * m_per_deg])
+    side = g.boxes[0, 2:] - g.boxes[0, :2]
+    np.testing.assert_allclose(side, 2.0 / px_m, rtol=0.006)
+    np.testing.assert_allclose((g.boxes[0, :2] + g.boxes[0, 2:]) / 2, [200, 200], atol=1e-6)

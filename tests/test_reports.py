@@ -120,8 +120,10 @@ def test_scenes_schema_is_frozen():
         ("started_at", "timestamp[us, tz=UTC]"),
         ("finished_at", "timestamp[us, tz=UTC]"),
         ("scene_modified", "timestamp[us, tz=UTC]"),
+        ("gsd_m", "double"),
+        ("px_scale", "double"),
     ]
-    assert SCHEMA_VERSION == "1"
+    assert SCHEMA_VERSION == "2"
 
 
 # ---- keys ---------------------------------------------------------------------------------------
@@ -222,7 +224,7 @@ def test_geoparquet_metadata_bbox_and_row_group_stats(tmp_path):
     w = write_scene(store)
     pf = pq.ParquetFile(store.uri(w.detections))
     kv = pf.metadata.metadata
-    assert kv[b"whalescan:schema_version"] == b"1"
+    assert kv[b"whalescan:schema_version"] == SCHEMA_VERSION.encode()
     geo = json.loads(kv[b"geo"])
     col = geo["columns"]["geometry"]
     assert geo["version"] == "1.1.0" and geo["primary_column"] == "geometry"

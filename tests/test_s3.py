@@ -202,9 +202,11 @@ def test_fetch_cached_downloads_each_version_once(s3_server, bucket):
     client.put_object(Bucket=bucket, Key=uri.key, Body=b"first")
     path = fetch_cached(uri, "test-cache", suffix=".tar")
     assert path.suffix == ".tar" and path.read_bytes() == b"first"
-    path.write_bytes(b"local edit")  # a second call must not download again
+    path.write_bytes(b"FIRST")  # a second call must not download again…
     assert fetch_cached(uri, "test-cache", suffix=".tar") == path
-    assert path.read_bytes() == b"local edit"
+    assert path.read_bytes() == b"FIRST"
+    path.write_bytes(b"fir")  # …unless the copy is truncated (a killed download, a full disk)
+    assert fetch_cached(uri, "test-cache", suffix=".tar").read_bytes() == b"first"
 
     client.put_object(Bucket=bucket, Key=uri.key, Body=b"second")  # a new ETag
     again = fetch_cached(uri, "test-cache", suffix=".tar")

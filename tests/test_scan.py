@@ -20,7 +20,8 @@ from werkzeug.serving import make_server
 
 import jobs.scan as scan_module
 from jobs.scan import ScanConfig, parse_interval, plan_scan, scan
-from reports.ledger import read_scenes, write_scene_result
+from reports.compact import compact
+from reports.ledger import read_ledger, read_scenes, write_scene_result
 from reports.store import open_store
 from storage.s3 import s3_client
 from tests.helpers import S3_SECRET, noise_scene, untrained_bundle
@@ -49,11 +50,16 @@ def put(bucket: str, key: str, body: bytes) -> str:
     return f"s3://{bucket}/{key}"
 
 
-def record(reports, uri, model_sha, status="ok", mode="fcn", version=None):
-    """A ledger row as a previous scan would have written it (no detections when ok).
+def record(bundle, reports, uri, model_sha, status="ok", mode="fcn", version=None, threshold=0.5):
+    """A ledger row as a previous scan with ``bundle``'s settings would have written it (no
+    detections when ok), recorded under ``model_sha``.
 
     ``version`` None: the object's current version (HEAD), else that version string.
     """
+    from dataclasses import replace
+
+    from jobs.detect import DetectConfig, run_stamp
+    from models.bundle import load_bundle
     from reports.schema import DETECTIONS_SCHEMA
 
     if version is None:
@@ -61,10 +67,13 @@ def record(reports, uri, model_sha, status="ok", mode="fcn", version=None):
         version, modified = ref.version, ref.modified
     else:
         modified = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
-    from reports.run import Attempt, RunStamp, SceneRun
+    from reports.run import Attempt, SceneRun
     from tiling.scene import Scene
 
-    stamp = RunStamp("earlier", model_sha, mode, "torch:cpu")
+    config = DetectConfig(bundle, reports, mode=mode, threshold=threshold, backend="torch")
+    stamp = replace(
+        run_stamp(config, load_bundle(bundle)), run_id="earlier", model_sha256=model_sha
+    )
     attempt = Attempt(status, None if status == "ok" else "boom")
     table = DETECTIONS_SCHEMA.empty_table() if status == "ok" else None
     run = SceneRun(Scene(uri, version, modified=modified), stamp)
@@ -134,17 +143,20 @@ def test_plan_new_unchanged_changed_failed_deleted(s3_server, bucket, bundle, mo
     put(bucket, "drops/notes.txt", b"ignored by suffix")
     put(bucket, "drops/folder/", b"")  # a folder marker
     put(bucket, "elsewhere/e.tif", body)  # outside the prefix
-    record(reports, unchanged, model_sha)
-    record(reports, changed, model_sha, version="an-older-etag")
-    record(reports, failed, model_sha, status="failed")
-    record(reports, f"s3://{bucket}/drops/gone.tif", model_sha, version="x")  # deleted since
-    record(reports, new, "another-model-sha")  # another model: not done for this one
-    record(reports, new, model_sha, mode="sliding")  # another mode: not done for fcn
+    record(bundle, reports, unchanged, model_sha)
+    record(bundle, reports, changed, model_sha, version="an-older-etag")
+    record(bundle, reports, failed, model_sha, status="failed")
+    record(
+        bundle, reports, f"s3://{bucket}/drops/gone.tif", model_sha, version="x"
+    )  # deleted since
+    record(bundle, reports, new, "another-model-sha")  # another model: not done for this one
+    record(bundle, reports, new, model_sha, mode="sliding")  # another mode: not done for fcn
+    record(bundle, reports, new, model_sha, threshold=0.3)  # another threshold: not done for 0.5
 
     config = ScanConfig(f"s3://{bucket}/drops", bundle, reports)
     plan = plan_scan(config)
     assert {p.ref.uri: p.reason for p in plan.todo} == {changed: "changed", new: "new"}
-    assert uris(plan.unchanged) == [unchanged]
+    assert plan.unchanged == 1
     assert uris(plan.failed_before) == [failed]
     assert plan.deleted == (f"s3://{bucket}/drops/gone.tif",)
     assert (plan.listed, plan.ignored) == (5, 1)
@@ -176,11 +188,11 @@ def test_plan_of_a_local_directory(bundle, model_sha, tmp_path, tif_bytes):
     plan = plan_scan(ScanConfig(str(source), bundle, reports))
     assert sorted(uris(plan.todo)) == [str(source / "a.tif"), str(source / "sub" / "b.TIF")]
     a = plan.todo[[p.ref.uri for p in plan.todo].index(str(source / "a.tif"))].ref
-    record(reports, a.uri, model_sha, version=a.version)
+    record(bundle, reports, a.uri, model_sha, version=a.version)
     (source / "sub" / "b.TIF").unlink()
-    record(reports, str(source / "sub" / "b.TIF"), model_sha, version="1-2")
+    record(bundle, reports, str(source / "sub" / "b.TIF"), model_sha, version="1-2")
     plan = plan_scan(ScanConfig(str(source), bundle, reports))
-    assert plan.todo == () and uris(plan.unchanged) == [a.uri]
+    assert plan.todo == () and plan.unchanged == 1
     assert plan.deleted == (str(source / "sub" / "b.TIF"),)
 
 
@@ -430,7 +442,13 @@ def test_bad_objects_become_failed_rows_and_are_not_retried(
 
     retried = runner.invoke(scan, [*args, "--retry-failed"])
     assert retried.exit_code == 1 and "3 retried" in retried.output
-    assert len(read_scenes(open_store(reports))) == 3  # rewritten in place, not added
+    store = open_store(reports)
+    assert len(read_scenes(store)) == 6  # each attempt is its own row…
+    latest = read_ledger(store)  # …and the latest attempt of each key wins
+    runs = sorted(set(read_scenes(store).column("run_id").to_pylist()))
+    assert len(runs) == 2 and len(latest) == 3
+    assert set(latest.column("run_id").to_pylist()) == {runs[-1]}
+    assert compact(store).rows_out == 3 and len(read_scenes(store)) == 3
 
     out, err = capfd.readouterr()
     assert S3_SECRET not in first.output + again.output + retried.output + out + err

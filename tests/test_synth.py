@@ -123,6 +123,7 @@ def test_chips_layout_counts_and_metadata(tmp_path):
         "n_train": 12,
         "n_val": 4,
         "generator": "whalescan.synth",
+        "source": "whalescan.synth chips seed=1 n=12 size=48 val_fraction=0.25",
     }
     with Image.open(next((tmp_path / "train" / "face").glob("*.png"))) as im:
         assert (im.size, im.mode) == ((48, 48), "RGB")

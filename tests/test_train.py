@@ -234,9 +234,11 @@ def test_resume_runs_only_the_missing_epochs(trained, chips):
     out, first = trained
     args = [str(chips), "--out", str(out), "--epochs", "3", "--workers", "2",
             "--batch-size", "8", "--augment", "flip,rot90,jitter,invert", "--resume",
-            "--no-progress"]  # fmt: skip
+            "--no-progress", "--gsd", "0.05"]  # fmt: skip
     res = CliRunner().invoke(train, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
+    assert first.get("gsd_m") is None  # no --gsd, no dataset.json: unknown
+    assert load_bundle(out).gsd_m == 0.05
     history = load_bundle(out).metrics["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
     # Epochs 1-2 come from the checkpoint unchanged (timings included): they were not re-run.

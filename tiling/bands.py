@@ -2,8 +2,9 @@
 
 Models are trained on 8-bit RGB chips. ``--scale auto`` (the default) maps other data onto that
 scale without changing its contrast: 8-bit data passes through; integer data wider than 8 bits is
-divided by its bit depth, the smallest of 10/12/14/16 bits that holds the 99.99th percentile of
-the scene's overview (so 12-bit-in-16-bit imagery is read as 12-bit); float data ≤ 1 is treated
+divided by its bit depth: the file's own (the ``NBITS`` tag GDAL reports for packed and unpacked
+12-bit GeoTIFFs), else the smallest of 10/12/14/16 bits that holds the 99.99th percentile of the
+scene's overview (so 12-bit-in-16-bit imagery without the tag is read as 12-bit); float data ≤ 1 is treated
 as reflectance (× 255), larger floats are stretched between the 0.1th and 99.9th percentiles.
 Explicit specs: ``none``, ``bits:N``, ``range:LO,HI``, ``percentile:P1,P2``.
 """
@@ -15,16 +16,22 @@ from dataclasses import dataclass
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp
+from rasterio.errors import RasterioError
 
 from tiling.scene import SceneError
 
 
 @dataclass(frozen=True)
 class Scaling:
-    """Per-band linear map to 0..255: ``out = clip((raw − offset) · gain, 0, 255)``."""
+    """Per-band linear map to 0..255: ``out = clip((raw − offset) · gain, 0, 255)``.
+
+    ``fill``: the 0..255 value per band that pixels outside the scene or nodata take (the scene's
+    median colour: open water, not a dark edge a model takes for a head); empty means 0.
+    """
 
     offset: tuple[float, ...]
     gain: tuple[float, ...]
+    fill: tuple[float, ...] = ()
 
     def apply(self, raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """(bands, rows, cols) raw values → float32 on the 0..255 scale, into ``out`` if given."""
@@ -71,6 +78,15 @@ def parse_scale(spec: str) -> tuple[str, tuple[float, ...]]:
 
 def resolve_scaling(ds: rasterio.DatasetReader, bands: tuple[int, ...], spec: str) -> Scaling:
     """The :class:`Scaling` for ``bands`` of ``ds`` under ``spec`` (statistics from an overview)."""
+    offset, gain = _linear(ds, bands, spec)
+    median = np.nan_to_num(_nanmedian(_sample(ds, bands)), nan=0.0)
+    fill = tuple(
+        float(np.clip((m - o) * g, 0, 255)) for m, o, g in zip(median, offset, gain, strict=True)
+    )
+    return Scaling(offset, gain, fill)
+
+
+def _linear(ds, bands: tuple[int, ...], spec: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     kind, args = parse_scale(spec)
     n = len(bands)
     dtype = np.dtype(ds.dtypes[bands[0] - 1])
@@ -78,23 +94,42 @@ def resolve_scaling(ds: rasterio.DatasetReader, bands: tuple[int, ...], spec: st
         if dtype == np.uint8:
             kind = "none"
         elif dtype.kind in "ui":
-            kind, args = "bits", (_bit_depth(_sample(ds, bands)),)
+            kind, args = "bits", (metadata_bits(ds, bands) or _bit_depth(_sample(ds, bands)),)
         else:
             hi = float(np.nanmax(_sample(ds, bands)))
             kind, args = ("range", (0.0, 1.0)) if hi <= 1.0 else ("percentile", (0.1, 99.9))
     if kind == "none":
-        return Scaling((0.0,) * n, (1.0,) * n)
+        return (0.0,) * n, (1.0,) * n
     if kind == "bits":
-        return Scaling((0.0,) * n, (255.0 / (2 ** args[0] - 1),) * n)
+        return (0.0,) * n, (255.0 / (2 ** args[0] - 1),) * n
     if kind == "range":
         lo, hi = args
-        return Scaling((lo,) * n, (255.0 / max(hi - lo, 1e-12),) * n)
+        return (lo,) * n, (255.0 / max(hi - lo, 1e-12),) * n
     sample = _sample(ds, bands)
     lo = np.nanpercentile(sample, args[0], axis=(1, 2))
     hi = np.nanpercentile(sample, args[1], axis=(1, 2))
-    return Scaling(
-        tuple(map(float, lo)),
-        tuple(float(255.0 / max(top - bottom, 1e-12)) for bottom, top in zip(lo, hi, strict=True)),
+    gain = tuple(
+        float(255.0 / max(top - bottom, 1e-12)) for bottom, top in zip(lo, hi, strict=True)
+    )
+    return tuple(map(float, lo)), gain
+
+
+def metadata_bits(ds: rasterio.DatasetReader, bands: tuple[int, ...]) -> int | None:
+    """The bit depth the file declares (GDAL's ``NBITS`` in the IMAGE_STRUCTURE domain), if any.
+
+    GeoTIFFs written with ``NBITS=12`` (packed or not) carry it per band; the widest band wins.
+    """
+    declared = [ds.tags(b, ns="IMAGE_STRUCTURE").get("NBITS") for b in bands]
+    declared.append(ds.tags(ns="IMAGE_STRUCTURE").get("NBITS"))
+    bits = [int(v) for v in declared if v and v.isdigit() and 0 < int(v) <= 32]
+    return max(bits) if bits else None
+
+
+def _nanmedian(sample: np.ndarray) -> np.ndarray:
+    """Per-band median of the valid (non-NaN) values; NaN for a band with none."""
+    flat = sample.reshape(sample.shape[0], -1)
+    return np.array(
+        [np.median(b[np.isfinite(b)]) if np.isfinite(b).any() else np.nan for b in flat]
     )
 
 
@@ -102,7 +137,11 @@ def _sample(ds: rasterio.DatasetReader, bands: tuple[int, ...], side: int = 1024
     """A decimated read of the whole scene (GDAL serves it from overviews when present), valid pixels only."""
     f = max(1, max(ds.width, ds.height) // side)
     shape = (len(bands), max(1, ds.height // f), max(1, ds.width // f))
-    data = ds.read(bands, out_shape=shape, masked=True).astype(np.float64)
+    try:
+        data = ds.read(bands, out_shape=shape, masked=True).astype(np.float64)
+    except RasterioError as e:
+        # the first read of a scene: a truncated or corrupt file fails here
+        raise SceneError(f"{ds.name!r}: read failed ({str(e).splitlines()[0]})") from e
     return data.filled(np.nan)
 
 

@@ -14,6 +14,7 @@ Conventions used throughout:
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -29,10 +30,12 @@ __all__ = [
     "boxes_to_map",
     "box_corners",
     "crs_string",
+    "scene_georef",
     "to_lonlat",
 ]
 
 WGS84 = CRS.from_epsg(4326)
+GCP_TOLERANCE_PX = 1.0  # how far a GCP may lie from the affine fitted to all of them
 
 
 def crs_string(crs: CRS | str | int | None) -> str | None:
@@ -43,6 +46,38 @@ def crs_string(crs: CRS | str | int | None) -> str | None:
     if crs is None:
         return None
     return _as_crs(crs).to_string()
+
+
+def scene_georef(ds) -> tuple[CRS | None, Affine | None]:
+    """An open dataset's CRS and pixel → CRS transform (``offset="ul"``), or (None, None).
+
+    The geotransform when the file has a CRS; for GCP-only files (mosaics georeferenced by
+    ground control points) the CRS of the GCPs and the affine least-squares fitted to them
+    (``rasterio.transform.from_gcps``, GDAL's ``GDALGCPsToGeoTransform``: the first-order
+    polynomial GDAL itself warps with when a file has fewer than 6 GCPs). Rotated and south-up
+    transforms are kept as they are. Raises ValueError when the GCPs fix no affine (fewer than
+    3, collinear) or miss it by more than ``GCP_TOLERANCE_PX`` (a warped mosaic: rectify it
+    first, e.g. with ``gdalwarp``) — wrong coordinates would be worse than none.
+    """
+    if ds.crs:
+        return ds.crs, ds.transform
+    gcps, gcp_crs = ds.gcps
+    if not gcps or not gcp_crs:
+        return None, None
+    if len(gcps) < 3:
+        raise ValueError(f"{len(gcps)} GCP(s): an affine georeference needs at least 3")
+    transform = rasterio.transform.from_gcps(gcps)
+    pixel = math.sqrt(abs(transform.determinant))
+    if not (np.isfinite(transform[:6]).all() and pixel > 0):
+        raise ValueError(f"{len(gcps)} GCPs fix no affine georeference (collinear?)")
+    xs, ys = transform @ (np.array([g.col for g in gcps]), np.array([g.row for g in gcps]))
+    miss = np.hypot(xs - [g.x for g in gcps], ys - [g.y for g in gcps]).max() / pixel
+    if miss > GCP_TOLERANCE_PX:
+        raise ValueError(
+            f"GCPs are {miss:.1f} px from the best affine fit (tolerance {GCP_TOLERANCE_PX} px): "
+            "rectify the scene (e.g. gdalwarp) so its georeference is a geotransform"
+        )
+    return gcp_crs, transform
 
 
 def _as_crs(crs: CRS | str | int) -> CRS:

@@ -30,6 +30,7 @@ from rasterio.errors import RasterioError
 
 from storage.s3 import ObjectHead, StorageError, endpoint_url, head
 from storage.uri import S3Uri, is_s3
+from tiling.geo import crs_string, scene_georef
 
 # Suffixes GDAL may open through /vsis3/ (CPL_VSIL_CURL_ALLOWED_EXTENSIONS; matched
 # case-insensitively by GDAL). Anything else is refused before a request is sent.
@@ -53,6 +54,8 @@ class Scene:
         crs: the scene CRS (rasterio ``CRS``, ``"EPSG:32619"``, WKT, …) or None if it has none.
         transform: pixel → ``crs`` affine (``offset="ul"``), or None; required when ``crs`` is set.
         nodata: the nodata value, or None.
+        gsd_m: ground sample distance, metres per pixel (``tiling.sampling``: from the
+            georeferencing or the user's ``--gsd``), or None if unknown.
 
     Listing and ``resolve_scene`` fill the first three; ``describe`` the raster fields.
     """
@@ -67,6 +70,7 @@ class Scene:
     crs: CRS | str | int | None = None
     transform: Affine | None = None
     nodata: float | None = None
+    gsd_m: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.uri, str) or not self.uri:
@@ -88,6 +92,8 @@ class Scene:
                 f"Scene.transform for {self.uri!r}: {type(self.transform).__name__}, "
                 "expected affine.Affine"
             )
+        if self.gsd_m is not None and not self.gsd_m > 0:
+            raise ValueError(f"Scene.gsd_m={self.gsd_m!r} for {self.uri!r}, expected metres > 0")
         if self.modified is not None and (
             not isinstance(self.modified, dt.datetime) or self.modified.utcoffset() is None
         ):
@@ -155,13 +161,16 @@ def open_scene(uri: str) -> rasterio.DatasetReader:
 def describe(ds: rasterio.DatasetReader, scene: Scene) -> Scene:
     """``scene`` with the raster fields of its open dataset ``ds``.
 
-    A scene without a CRS keeps ``crs``/``transform`` None.
+    A scene without a CRS (or GCPs) keeps ``crs``/``transform`` None; a GCP-only scene gets the
+    GCPs' CRS and the affine fitted to them (``tiling.geo.scene_georef``).
     """
-    crs = ds.crs.to_string() if ds.crs else None
-    transform = ds.transform if ds.crs else None
+    try:
+        crs, transform = scene_georef(ds)
+    except ValueError as e:
+        raise SceneError(f"{scene.uri!r}: {e}") from e
     return replace(
-        scene, width=ds.width, height=ds.height, bands=ds.count, dtype=ds.dtypes[0], crs=crs,
-        transform=transform, nodata=ds.nodata,
+        scene, width=ds.width, height=ds.height, bands=ds.count, dtype=ds.dtypes[0],
+        crs=crs_string(crs), transform=transform, nodata=ds.nodata,
     )  # fmt: skip
 
 

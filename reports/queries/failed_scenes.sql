@@ -1,7 +1,10 @@
--- Scenes that failed (or were skipped) and why, newest first. `fixed_since` is true when the
--- same scene URI has a later 'ok' row (e.g. the object was replaced by a readable version).
-WITH scenes AS (
+-- Scene keys whose latest attempt failed (or was skipped), and why, newest first. `fixed_since` is true when the
+-- same scene URI has a later 'ok' row (of another key) (e.g. the object was replaced by a readable version).
+WITH
+-- The latest attempt of each scene key wins (reports/queries/README.md, "Reruns").
+scenes AS (
     SELECT * FROM read_parquet('{reports}/scenes/dt=*/*.parquet', hive_partitioning = true, union_by_name = true)
+    QUALIFY row_number() OVER (PARTITION BY scene_key ORDER BY finished_at DESC, run_id DESC) = 1
 )
 SELECT f.scene_uri,
        f.scene_version,

@@ -1,0 +1,98 @@
+"""Scale-aware detection: held-out scenes re-flown at other GSDs, found by a bundle at its own GSD.
+
+For each seed: a synthetic scene (whales painted at the synth default, 0.10 m/px) is written
+resampled to each ``--gsd`` (synth.regsd), detected with no detect flags by BUNDLE (which must
+record its ``gsd_m``), and scored by centre matching against the scaled truth. Prints centre
+precision/recall/F1, native and scored megapixels and the time, and writes bench/results/scale.json.
+
+Usage: python -m bench.bench_scale BUNDLE [--seeds 9101,9102] [--size 2400] [--gsd 0.03,0.08,0.10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import save
+
+
+def run(bundle: str, seeds: list[int], size: int, gsds: list[float], whales: int, root: Path):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from models.bundle import load_bundle
+    from reports.truth import match_centres
+    from synth.regsd import write_at_gsd
+    from synth.scene import SceneSpec, write_scene
+    from synth.truth import truth_path
+    from synth.units import GSD_M
+
+    b = load_bundle(bundle)
+    if b.gsd_m is None:
+        raise SystemExit(f"{bundle}: the bundle records no gsd_m; train it with --gsd")
+    rows = []
+    cols = ("px_xmin", "px_ymin", "px_xmax", "px_ymax")
+    warm = write_scene(root / "warm-up.tif", SceneSpec(256, 256, whales=1, seed=1)).path
+    _detect(bundle, warm, root / "warm")  # imports and caches out of the timings
+    for seed in seeds:
+        painted = root / f"painted-{seed}.tif"
+        write_scene(painted, SceneSpec(size, size, whales=whales, seed=seed))
+        for gsd in gsds:
+            scene = write_at_gsd(painted, root / f"scene-{seed}-{gsd * 100:g}cm.tif", gsd, GSD_M)
+            t0 = time.perf_counter()
+            o = _detect(bundle, scene, root / "reports")
+            seconds = time.perf_counter() - t0
+            assert o.status == "ok", o.error
+            det = pq.read_table(o.detections_path)
+            truth = pq.read_table(truth_path(scene))
+            boxes = np.stack([det[c].to_numpy() for c in cols], 1)
+            tboxes = np.stack([truth[c].to_numpy() for c in cols], 1)
+            radius = b.box_size_px * o.px_scale / 2  # half a face, in the scene's own pixels
+            m = match_centres(boxes, det["score"].to_numpy(), tboxes, radius)
+            row = {
+                "seed": seed, "gsd_m": gsd, "scene_gsd_m": o.gsd_m, "px_scale": o.px_scale,
+                "native_mp": o.megapixels, "scored_mp": o.megapixels / o.px_scale**2,
+                "seconds": round(seconds, 2), "faces": m.truths, "detections": m.detections,
+                "precision": m.precision, "recall": m.recall, "f1": m.f1,
+                "duplicates": m.duplicates,
+            }  # fmt: skip
+            rows.append(row)
+            print(
+                f"seed {seed} at {gsd * 100:4.1f} cm: ×{1 / o.px_scale:.2f} → "
+                f"{row['native_mp']:.2f} native MP, {row['scored_mp']:.2f} scored MP, "
+                f"{seconds:5.1f} s; {m.line()}"
+            )
+    return rows
+
+
+def _detect(bundle: str, scene: Path, out: Path):
+    from jobs.detect import DetectConfig, run_detect
+
+    config = DetectConfig(bundle=bundle, out=str(out), scenes=(str(scene),), workers=0,
+                          progress=False, backend="torch")  # fmt: skip
+    (o,) = run_detect(config)
+    return o
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("bundle")
+    p.add_argument("--seeds", default="9101,9102")
+    p.add_argument("--size", type=int, default=2400, help="Painted scene side, px at 0.10 m.")
+    p.add_argument("--whales", type=int, default=12)
+    p.add_argument("--gsd", default="0.03,0.08,0.10", help="GSDs to re-fly at, m/px.")
+    p.add_argument("--keep", type=Path, default=None, help="Keep scenes and reports here.")
+    a = p.parse_args(argv)
+    seeds = [int(s) for s in a.seeds.split(",")]
+    gsds = [float(g) for g in a.gsd.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = a.keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        rows = run(a.bundle, seeds, a.size, gsds, a.whales, root)
+    save("scale", {"bundle": a.bundle, "size": a.size, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
