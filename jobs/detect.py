@@ -275,7 +275,7 @@ class _Writer:
         return SceneOutcome(
             uri, "ok", None, len(boxes), mp, seconds,
             store.uri(written.detections) if written.detections else None,
-            scene.sampling.gsd_m, scene.sampling.grid.scale,
+            gsd_m=scene.sampling.gsd_m, px_scale=scene.sampling.grid.scale,
         )  # fmt: skip
 
     def _done(self, outcome: SceneOutcome, bar) -> None:
