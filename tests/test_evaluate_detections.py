@@ -257,3 +257,30 @@ def test_cli_json_and_table(case):
     assert bad.exit_code == 2 and "EvaluateConfig.iou=0.0" in bad.output
     empty = runner.invoke(evaluate, [str(root / "nothing"), str(labels)])
     assert empty.exit_code == 1 and "no labelled scene has detections" in empty.output
+
+
+def test_s3_reports_of_s3_scenes_pair_by_file_name(case, bucket):
+    """Reports on S3 name the scenes by s3:// URI; local labels pair with them by file name."""
+    root, labels = case
+    store = open_store(f"s3://{bucket}/reports")
+    for name, dets in DETECTIONS.items():
+        record_attempt(store, root / name, dets, minutes=5, uri=f"s3://{bucket}/scenes/{name}")
+    local = run_evaluate(EvaluateConfig(str(root / "reports"), str(labels))).to_dict()
+    remote = run_evaluate(EvaluateConfig(f"s3://{bucket}/reports", str(labels))).to_dict()
+    assert [s["scene"] for s in remote["scenes"]] == [
+        f"s3://{bucket}/scenes/{n}" for n in ("a.tif", "b.tif", "c.tif")
+    ]
+    assert [u["reason"] for u in remote["unscored"]] == [f"no attempt under s3://{bucket}/reports"]
+    for key in ("overall", "scenes"):
+        strip = json.loads(json.dumps(local[key]).replace(str(root), f"s3://{bucket}/scenes"))
+        assert _without_names(remote[key]) == _without_names(strip)
+
+
+def _without_names(value):
+    if isinstance(value, dict):
+        return {
+            k: _without_names(v) for k, v in value.items() if k not in ("scene_key", "labels_scene")
+        }
+    if isinstance(value, list):
+        return [_without_names(v) for v in value]
+    return value
