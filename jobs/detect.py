@@ -23,6 +23,7 @@ from jobs.options import (
     address_option,
     backend_option,
     mode_option,
+    progress_option,
     verbose_option,
     workers_option,
 )
@@ -33,6 +34,10 @@ from tiling.sampling import SceneSampling, scene_sampling
 from tiling.scene import Scene, SceneError, describe, open_scene, resolve_scene, scene_env
 
 log = logging.getLogger(__name__)
+
+
+class StrideError(ValueError):
+    """``--stride`` does not fit the bundle (fcn mode scores at the network's own stride)."""
 
 
 @dataclass(frozen=True)
@@ -327,7 +332,7 @@ def _stride(config: DetectConfig, bundle) -> int:
     """The heatmap stride in px: the bundle's for fcn, ``--stride`` (else the bundle's) sliding."""
     if config.mode == "fcn":
         if config.stride not in (None, bundle.output_stride):
-            raise ValueError(
+            raise StrideError(
                 f"--stride {config.stride}: fcn mode scores at the bundle's stride "
                 f"{bundle.output_stride}"
             )
@@ -422,7 +427,8 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
               help="Scenes' metres per pixel, instead of their georeferencing (for files without).")  # fmt: skip
 @workers_option
 @address_option
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@progress_option
+@click.option("--quiet", is_flag=True, hidden=True, help="Same as --no-progress.")
 @click.option(
     "--rerun", is_flag=True,
     help="Detect scenes again even if the reports already hold an ok result for the same scene "
@@ -430,14 +436,14 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 )  # fmt: skip
 @verbose_option
 def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold, bands, scale,
-           backend, gsd, workers, address, quiet, rerun):  # fmt: skip
+           backend, gsd, workers, address, progress, quiet, rerun):  # fmt: skip
     """Detect whale faces in SCENES (GeoTIFF paths or s3:// URIs) with the model BUNDLE."""
     try:
         config = DetectConfig(
             bundle=bundle, out=out, scenes=tuple(scenes), mode=mode, stride=stride,
             region_size=region_size, batch_size=batch_size, threshold=threshold, bands=bands,
-            scale=scale, backend=backend, workers=workers, address=address, progress=not quiet,
-            rerun=rerun, gsd=gsd,
+            scale=scale, backend=backend, workers=workers, address=address,
+            progress=progress and not quiet, rerun=rerun, gsd=gsd,
         )  # fmt: skip
     except ValueError as e:
         raise click.UsageError(str(e)) from e
@@ -445,7 +451,11 @@ def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold
 
     try:
         outcomes = run_detect(config)
+<<<<<<< HEAD
     except OptionError as e:
+=======
+    except StrideError as e:
+>>>>>>> tests
         raise click.UsageError(str(e)) from e
     except BundleError as e:
         raise click.ClickException(str(e)) from e
