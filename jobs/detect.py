@@ -36,10 +36,6 @@ from tiling.scene import Scene, SceneError, describe, open_scene, resolve_scene,
 log = logging.getLogger(__name__)
 
 
-class StrideError(ValueError):
-    """``--stride`` does not fit the bundle (fcn mode scores at the network's own stride)."""
-
-
 @dataclass(frozen=True)
 class DetectConfig:
     """One detection run. ``out`` is the reports root (a directory or ``s3://bucket/prefix``)."""
@@ -332,7 +328,7 @@ def _stride(config: DetectConfig, bundle) -> int:
     """The heatmap stride in px: the bundle's for fcn, ``--stride`` (else the bundle's) sliding."""
     if config.mode == "fcn":
         if config.stride not in (None, bundle.output_stride):
-            raise StrideError(
+            raise OptionError(
                 f"--stride {config.stride}: fcn mode scores at the bundle's stride "
                 f"{bundle.output_stride}"
             )
@@ -451,11 +447,7 @@ def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold
 
     try:
         outcomes = run_detect(config)
-<<<<<<< HEAD
     except OptionError as e:
-=======
-    except StrideError as e:
->>>>>>> tests
         raise click.UsageError(str(e)) from e
     except BundleError as e:
         raise click.ClickException(str(e)) from e
