@@ -253,6 +253,23 @@ def test_auto_rule(monkeypatch):
     assert auto.choose("cuda:0") == ("tensorrt", {"device": "cuda:0"})
 
 
+def test_auto_without_a_visible_gpu_does_not_import_torch():
+    """A CPU actor (Ray gives it CUDA_VISIBLE_DEVICES="") picks onnxruntime without torch."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys; from models.backends.auto import choose; "
+        "print(json.dumps([choose(), 'torch' in sys.modules]))"
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == [["onnxruntime", {"device": "cpu"}], False]
+
+
 def test_auto_records_the_concrete_backend(bundle):
     backend = load_backend("auto", bundle, device="cpu", threads=1)
     assert backend.name == "onnxruntime"

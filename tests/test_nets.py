@@ -202,3 +202,10 @@ def test_manifest_missing_key_or_not_json(tmp_path):
 def _edit(bundle_dir, **changes):
     manifest = bundle_dir / "bundle.json"
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), **changes}))
+
+
+def test_torch_free_fcn_table_matches_the_networks():
+    from models.archs import EXACT_FCN
+    from models.nets import ARCHS
+
+    assert {name: cls.exact_fcn for name, cls in ARCHS.items()} == EXACT_FCN
