@@ -39,7 +39,7 @@ def bundle(tmp_path_factory):
 
 def _detect_cmd(bundle, scenes, out, *extra) -> list[str]:
     return [sys.executable, "-m", "jobs.cli", "detect", str(bundle), *map(str, scenes),
-            "--out", str(out), "--workers", "0", "--backend", "torch", "--quiet", *extra]  # fmt: skip
+            "--out", str(out), "--workers", "0", "--backend", "torch", "--no-progress", *extra]  # fmt: skip
 
 
 def _env() -> dict[str, str]:
