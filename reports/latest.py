@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from reports.ledger import LATEST_ORDER, conform, read_ledger
+from reports.ledger import conform, latest_attempts, read_scenes
 from reports.schema import DETECTIONS_SCHEMA
 from reports.store import Store
 
@@ -18,14 +18,11 @@ __all__ = ["detection_relpaths", "latest_detections", "latest_rows", "read_detec
 
 
 def latest_rows(store: Store, by: str = "scene_uri") -> list[dict[str, Any]]:
-    """Ledger rows, one per ``by`` value (``scene_uri``: per scene, whatever the model or mode;
-    ``scene_key``: per scene, model and mode): its latest attempt by the ledger's own order
-    (``reports.ledger.LATEST_ORDER``). Sorted by ``by``."""
-    table = read_ledger(store).sort_by([(by, "ascending"), *LATEST_ORDER])
-    latest: dict[str, dict[str, Any]] = {}
-    for r in table.to_pylist():
-        latest.setdefault(r[by], r)
-    return list(latest.values())
+    """Ledger rows, one per ``by`` value (``scene_uri``: per scene; ``scene_key``: per scene,
+    model, mode and settings): its latest attempt, by the ledger's one rule
+    (``reports.ledger.LATEST_ORDER``: latest ``finished_at``, then ``run_id``). Sorted by ``by``."""
+    latest = latest_attempts(read_scenes(store), by=by)
+    return sorted(latest.to_pylist(), key=lambda r: r[by])
 
 
 def detection_relpaths(store: Store) -> dict[str, str]:
