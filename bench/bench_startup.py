@@ -151,10 +151,10 @@ def main() -> None:
     p.add_argument("--fresh-onnx", action="store_true", help="delete exported ONNX each round")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="whalescan-startup-"))
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
 
     scene = root / "scene.tif"
-    write_scene(scene, 384, 384, whales=1, seed=5)  # one small region: start-up, not scoring
+    write_scene(scene, SceneSpec(384, 384, whales=1, seed=5))  # one small region: start-up
     bundle = args.bundle
     if bundle is None:
         from tests.helpers import untrained_bundle
