@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from jobs.chips import labels_options
-from jobs.options import address_option, verbose_option
+from jobs.options import address_option, progress_option, verbose_option
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +413,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 @click.option(
     "--cpus-per-worker", type=float, default=_DEFAULTS["cpus_per_worker"], show_default=True
 )
-@click.option("--progress/--no-progress", default=True, help="Show the progress bar (stderr).")
+@progress_option
 @click.option(
     "--chip-size",
     type=int,

@@ -4,31 +4,25 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from reports.ledger import conform, read_scenes
+from reports.ledger import conform, latest_attempts, read_scenes
 from reports.schema import DETECTIONS_SCHEMA
 from reports.store import Store
 
 __all__ = ["detection_relpaths", "latest_detections", "latest_rows", "read_detections"]
 
-_NEVER = datetime.min.replace(tzinfo=UTC)
-
 
 def latest_rows(store: Store, by: str = "scene_uri") -> list[dict[str, Any]]:
     """Ledger rows, one per ``by`` value (``scene_uri``: per scene; ``scene_key``: per scene,
-    model and mode): the one finished last (a later row wins a tie). Sorted by ``by``."""
-    latest: dict[str, dict[str, Any]] = {}
-    for r in read_scenes(store).to_pylist():
-        seen = latest.get(r[by])
-        if seen is None or (r["finished_at"] or _NEVER) >= (seen["finished_at"] or _NEVER):
-            latest[r[by]] = r
-    return [latest[k] for k in sorted(latest)]
+    model, mode and settings): its latest attempt, by the ledger's one rule
+    (``reports.ledger.LATEST_ORDER``: latest ``finished_at``, then ``run_id``). Sorted by ``by``."""
+    latest = latest_attempts(read_scenes(store), by=by)
+    return sorted(latest.to_pylist(), key=lambda r: r[by])
 
 
 def detection_relpaths(store: Store) -> dict[str, str]:

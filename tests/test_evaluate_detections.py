@@ -257,3 +257,60 @@ def test_cli_json_and_table(case):
     assert bad.exit_code == 2 and "EvaluateConfig.iou=0.0" in bad.output
     empty = runner.invoke(evaluate, [str(root / "nothing"), str(labels)])
     assert empty.exit_code == 1 and "no labelled scene has detections" in empty.output
+
+
+def test_s3_reports_of_s3_scenes_pair_by_file_name(case, bucket):
+    """Reports on S3 name the scenes by s3:// URI; local labels pair with them by file name."""
+    root, labels = case
+    store = open_store(f"s3://{bucket}/reports")
+    for name, dets in DETECTIONS.items():
+        record_attempt(store, root / name, dets, minutes=5, uri=f"s3://{bucket}/scenes/{name}")
+    local = run_evaluate(EvaluateConfig(str(root / "reports"), str(labels))).to_dict()
+    remote = run_evaluate(EvaluateConfig(f"s3://{bucket}/reports", str(labels))).to_dict()
+    assert [s["scene"] for s in remote["scenes"]] == [
+        f"s3://{bucket}/scenes/{n}" for n in ("a.tif", "b.tif", "c.tif")
+    ]
+    assert [u["reason"] for u in remote["unscored"]] == [f"no attempt under s3://{bucket}/reports"]
+    for key in ("overall", "scenes"):
+        strip = json.loads(json.dumps(local[key]).replace(str(root), f"s3://{bucket}/scenes"))
+        assert _without_names(remote[key]) == _without_names(strip)
+
+
+def _without_names(value):
+    if isinstance(value, dict):
+        return {
+            k: _without_names(v) for k, v in value.items() if k not in ("scene_key", "labels_scene")
+        }
+    if isinstance(value, list):
+        return [_without_names(v) for v in value]
+    return value
+
+
+def test_lonlat_geopackage_labels_give_the_csv_numbers(case, tmp_path):
+    """The same faces as lon/lat polygons in a GeoPackage (scene column ``scene``)."""
+    import geopandas as gpd
+    import shapely
+    from rasterio.transform import xy
+
+    from tests.helpers import ORIGIN, UTM19N
+
+    root, labels = case
+    rows = []
+    for name, boxes in TRUTH.items():
+        for x0, y0, x1, y1 in boxes:
+            (mx0, mx1), (my0, my1) = xy(ORIGIN, [y0, y1], [x0, x1], offset="ul")
+            rows.append({"scene": str(root / name), "geometry": shapely.box(mx0, my1, mx1, my0)})
+    gpkg = tmp_path / "faces.gpkg"
+    gpd.GeoDataFrame(rows, crs=UTM19N).to_crs("EPSG:4326").to_file(gpkg, driver="GPKG")
+    from_csv = run_evaluate(EvaluateConfig(str(root / "reports"), str(labels))).to_dict()
+    from_gpkg = run_evaluate(EvaluateConfig(str(root / "reports"), str(gpkg))).to_dict()
+    # c.tif has no faces, so the GeoPackage does not name it: it is simply not scored
+    assert [s["scene"] for s in from_gpkg["scenes"]] == [
+        s["scene"] for s in from_csv["scenes"] if not s["scene"].endswith("c.tif")
+    ]
+    for got, want in zip(from_gpkg["scenes"], from_csv["scenes"][:2], strict=True):
+        for criterion in ("iou", "centre"):
+            curve, want_curve = got[criterion].pop("pr_curve"), want[criterion].pop("pr_curve")
+            assert got[criterion] == pytest.approx(want[criterion], abs=1e-9)
+            for k in curve:
+                assert curve[k] == pytest.approx(want_curve[k], abs=1e-9)

@@ -275,3 +275,17 @@ def test_scenes_table_records_gsd_and_scale(bundle_5cm, scene_3cm, tmp_path):
         f"SELECT count(*) FROM read_parquet('{glob}', union_by_name = true) WHERE px_scale > 1.5"
     ).fetchall()
     assert n == 1
+
+
+def test_detect_cli_reports_the_scale(bundle_5cm, scene_3cm, tmp_path):
+    from click.testing import CliRunner
+
+    from jobs.detect import detect as detect_cli
+
+    args = [str(bundle_5cm), str(scene_3cm), "--out", str(tmp_path / "r"), "--workers", "0",
+            "--backend", "torch"]  # fmt: skip
+    res = CliRunner().invoke(detect_cli, args)
+    assert res.exit_code == 0, res.output
+    assert "GSD 3.0 cm/px, scored at ×0.60" in res.output
+    bad = CliRunner().invoke(detect_cli, [*args, "--gsd", "0"])
+    assert bad.exit_code == 2 and "gsd" in bad.output

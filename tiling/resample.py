@@ -39,7 +39,7 @@ from rasterio.vrt import WarpedVRT
 from tiling.gsd import Gsd
 from tiling.scene import SceneError
 
-__all__ = ["SCALE_TOLERANCE", "ScoredGrid", "ScoredView", "plan_grid"]
+__all__ = ["SCALE_TOLERANCE", "ScoredGrid", "ScoredView", "candidate_overviews", "plan_grid"]
 
 SCALE_TOLERANCE = 0.01
 """Scales within 1 % of a candidate (native, an overview) use it: training jitters face sizes by
