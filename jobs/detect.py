@@ -24,9 +24,11 @@ from jobs.options import (
     address_option,
     backend_option,
     mode_option,
+    progress_option,
     verbose_option,
     workers_option,
 )
+from jobs.preflight import OptionError, check_detect
 from jobs.worker import DetectorSettings, RegionResult, RegionTask, scene_regions
 from tiling.bands import parse_scale, resolve_scaling, select_bands
 from tiling.sampling import SceneSampling, scene_sampling
@@ -52,6 +54,7 @@ class DetectConfig:
     backend: str = "auto"
     workers: int | None = None  # None: one per GPU, else the CPU default; 0: in-process, no Ray
     address: str | None = None
+    capacity_wait_s: float = 300.0  # no live actor this long (nodes lost): fail the rest
     run_id: str = field(default_factory=lambda: new_run_id())
     progress: bool = True
     rerun: bool = False  # detect scenes whose result (same scene key) is already ok, again
@@ -70,6 +73,8 @@ class DetectConfig:
             raise ValueError(f"batch_size {self.batch_size}: must be ≥ 1")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers {self.workers}: must be ≥ 0")
+        if self.capacity_wait_s <= 0:
+            raise ValueError(f"capacity_wait_s {self.capacity_wait_s}: must be > 0 seconds")
         if self.gsd is not None and not self.gsd > 0:
             raise ValueError(f"gsd {self.gsd}: must be metres per pixel > 0")
         parse_scale(self.scale)
@@ -117,8 +122,10 @@ def run_detect(config: DetectConfig) -> list[SceneOutcome]:
     from models.bundle import load_bundle
     from reports.store import open_store
 
-    bundle, store = load_bundle(config.bundle), open_store(config.out)
+    bundle = load_bundle(config.bundle)
     config = for_bundle(config, bundle)
+    check_detect(config, bundle)  # options that cannot work stop the run before any scene
+    store = open_store(config.out)
     refs: list[Scene] = []
     failed: list[SceneOutcome] = []
     for uri in config.scenes:
@@ -169,13 +176,20 @@ def _split_done(config: DetectConfig, bundle, store, scenes: list[Scene]):
 def detect_scenes(config: DetectConfig, scenes: Sequence[Scene], bundle=None) -> list[SceneOutcome]:
     """Run detection over ``scenes``; write each scene's detections, then its ledger row.
 
-    A scene that cannot be read is a ``failed`` outcome, never an exception. ``bundle``: the
-    loaded ``config.bundle``, if the caller has it already.
+    A scene that cannot be read is a ``failed`` outcome, never an exception; options that cannot
+    work raise :class:`jobs.preflight.OptionError` first. ``bundle``: the loaded
+    ``config.bundle``, if the caller has it already.
     """
     from models.bundle import load_bundle
 
     bundle = bundle or load_bundle(config.bundle)
     config = for_bundle(config, bundle)
+    check_detect(config, bundle)
+    if bundle.gsd_m is None:
+        log.warning(
+            "%s records no ground sample distance: scenes are scored at their native pixels",
+            config.bundle,
+        )
     stride = _stride(config, bundle)
     settings = DetectorSettings(
         mode=config.mode, stride=stride, threshold=config.threshold,
@@ -324,7 +338,7 @@ def _stride(config: DetectConfig, bundle) -> int:
     ``--stride`` (else the bundle's) for sliding."""
     if config.mode in ("fcn", "boxes"):
         if config.stride not in (None, bundle.output_stride):
-            raise ValueError(
+            raise OptionError(
                 f"--stride {config.stride}: {config.mode} mode scores at the bundle's stride "
                 f"{bundle.output_stride}"
             )
@@ -381,7 +395,7 @@ def _pool(config: DetectConfig, bundle_path: str, settings: DetectorSettings):
 
     if config.workers == 0:
         return inline_pool(bundle_path, settings)
-    return actor_pool(bundle_path, settings, config.workers, config.address)
+    return actor_pool(bundle_path, settings, config.workers, config.address, config.capacity_wait_s)
 
 
 def _label(bundle) -> str:
@@ -404,8 +418,8 @@ def _summary(o: SceneOutcome) -> str:
 
 
 def format_scale(o: SceneOutcome) -> str:
-    """``GSD 3.0 cm, scored at ×0.60`` (scored px per native px), or ``…, native pixels``."""
-    gsd = "GSD unknown" if o.gsd_m is None else f"GSD {o.gsd_m * 100:.1f} cm"
+    """``GSD 3.0 cm/px, scored at ×0.60`` (scored px per native px), or ``…, native pixels``."""
+    gsd = "GSD unknown" if o.gsd_m is None else f"GSD {o.gsd_m * 100:.1f} cm/px"
     scored = "native pixels" if o.px_scale == 1.0 else f"scored at ×{1 / o.px_scale:.2f}"
     return f"{gsd}, {scored}"
 
@@ -443,7 +457,8 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
               help="Scenes' metres per pixel, instead of their georeferencing (for files without).")  # fmt: skip
 @workers_option
 @address_option
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@progress_option
+@click.option("--quiet", is_flag=True, hidden=True, help="Same as --no-progress.")
 @click.option(
     "--rerun", is_flag=True,
     help="Detect scenes again even if the reports already hold an ok result for the same scene "
@@ -451,14 +466,14 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 )  # fmt: skip
 @verbose_option
 def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold, bands, scale,
-           backend, gsd, workers, address, quiet, rerun):  # fmt: skip
+           backend, gsd, workers, address, progress, quiet, rerun):  # fmt: skip
     """Detect whale faces in SCENES (GeoTIFF paths or s3:// URIs) with the model BUNDLE."""
     try:
         config = DetectConfig(
             bundle=bundle, out=out, scenes=tuple(scenes), mode=mode, stride=stride,
             region_size=region_size, batch_size=batch_size, threshold=threshold, bands=bands,
-            scale=scale, backend=backend, workers=workers, address=address, progress=not quiet,
-            rerun=rerun, gsd=gsd,
+            scale=scale, backend=backend, workers=workers, address=address,
+            progress=progress and not quiet, rerun=rerun, gsd=gsd,
         )  # fmt: skip
     except ValueError as e:
         raise click.UsageError(str(e)) from e
@@ -466,6 +481,8 @@ def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold
 
     try:
         outcomes = run_detect(config)
+    except OptionError as e:
+        raise click.UsageError(str(e)) from e
     except BundleError as e:
         raise click.ClickException(str(e)) from e
     ok = sum(o.status == "ok" for o in outcomes)

@@ -1,7 +1,8 @@
 """Where region tasks run: a Ray actor pool (the default) or in-process (``--workers 0``).
 
 Both expose ``submit_region / get_next_unordered / has_free / has_next`` (``ray.util.ActorPool``'s
-protocol), so the driver loop in ``jobs.detect`` is the same for both.
+protocol), so the driver loop in ``jobs.detect`` is the same for both; how the Ray pool survives
+lost actors and nodes is in ``jobs.region_pool``.
 """
 
 from __future__ import annotations
@@ -13,22 +14,32 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import replace
 
+from jobs.region_pool import RegionPool
 from jobs.worker import DetectorSettings, RegionDetector
 
 log = logging.getLogger(__name__)
 
 # Regions in flight per actor: one scoring, one reading ahead (RegionDetector's compute lock).
 SLOTS_PER_ACTOR = 2
+# How long a run waits with no live actor for Ray to place one again before it gives up.
+CAPACITY_WAIT_S = 300.0
 
 
 @contextlib.contextmanager
 def actor_pool(
-    bundle_path: str, settings: DetectorSettings, workers: int | None, address: str | None
+    bundle_path: str,
+    settings: DetectorSettings,
+    workers: int | None,
+    address: str | None,
+    capacity_wait_s: float = CAPACITY_WAIT_S,
 ) -> Iterator:
-    """An ActorPool of RegionDetector actors: one GPU each on GPU clusters, else CPU actors.
+    """A pool of RegionDetector actors: one GPU each on GPU clusters, else CPU actors.
 
-    Actors restart when their process dies (``max_restarts=-1``) and Ray retries the tasks they
-    held (``max_task_retries=-1``): a SIGKILLed or preempted actor costs time, not regions.
+    Actors restart when their process or node dies (``max_restarts=-1``) wherever Ray finds room;
+    their calls are not retried by Ray (``max_task_retries=0``): the pool moves them to a
+    surviving actor at once (see :class:`RegionPool`). Actors are spread over nodes and each asks
+    for half the CPUs it runs threads on (GPU actors: half a CPU), so a restarted actor fits beside a survivor instead of
+    waiting for a whole free node that may never come (issue #11: a node loss hung the run).
     """
     import ray
 
@@ -37,52 +48,63 @@ def actor_pool(
     with ray_session(address):
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if gpus:
-            n, options, threads = workers or gpus, {"num_gpus": 1, "num_cpus": 1}, None
+            n, options, threads = workers or gpus, {"num_gpus": 1, "num_cpus": 0.5}, None
         else:
             cpus = max(1, int(ray.available_resources().get("CPU", os.cpu_count() or 1)))
             n = workers or default_cpu_workers(cpus)
             threads = max(1, cpus // n)
-            options = {"num_cpus": threads}
+            options = {"num_cpus": threads / 2}
         settings = replace(settings, threads=threads)
-        cls = ray.remote(_RemoteDetector).options(
-            max_restarts=-1, max_task_retries=-1, max_concurrency=SLOTS_PER_ACTOR, **options
-        )
-        actors = [cls.remote(settings) for _ in range(n)]
+        cls = ray.remote(_RemoteDetector)
+        options.update(max_restarts=-1, max_task_retries=0, max_concurrency=SLOTS_PER_ACTOR)
+        homes = spread_over_nodes(n, "GPU" if gpus else "CPU")
+        actors = [
+            cls.options(scheduling_strategy=home, **options).remote(settings) for home in homes
+        ]
         if log.isEnabledFor(logging.INFO):
-            log.info(
-                "%d detection actor(s), %s: %s",
-                n,
-                options,
-                ray.get([a.placement.remote() for a in actors]),
-            )
+            _log_placement(actors, options)
         # Held for the pool's lifetime; travels with each task (see _RemoteDetector).
         bundle_ref = ray.put(_bundle_tar(bundle_path))
-        yield _RegionPool([a for a in actors for _ in range(SLOTS_PER_ACTOR)], bundle_ref)
-        for a in actors:
-            ray.kill(a)
+        try:
+            yield RegionPool(actors, bundle_ref, SLOTS_PER_ACTOR, capacity_wait_s)
+        finally:
+            for a in actors:
+                ray.kill(a)
 
 
-class _RegionPool:
-    """``ray.util.ActorPool`` over RegionDetector actors, submitting region tasks."""
+def spread_over_nodes(n: int, resource: str) -> list:
+    """Scheduling strategies for ``n`` actors: round-robin over the live nodes with ``resource``.
 
-    def __init__(self, actors: list, bundle_ref):
-        from ray.util import ActorPool
+    Soft node affinity: Ray's ``SPREAD`` is best effort and packed both actors on one node when
+    it had room for two (so one node loss took every actor); a soft affinity still lets Ray
+    restart an actor anywhere once its node is gone.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        self.pool = ActorPool(actors)
-        self.actors = list(dict.fromkeys(actors))  # each actor once (the pool lists it per slot)
-        self.bundle = [bundle_ref]  # in a list: Ray passes the reference, not the bytes
+    nodes = sorted(
+        node["NodeID"]
+        for node in ray.nodes()
+        if node["Alive"] and node["Resources"].get(resource, 0) > 0
+    )
+    if not nodes:
+        return ["DEFAULT"] * n  # e.g. an autoscaling cluster with no worker node yet
+    return [NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True) for i in range(n)]
 
-    def submit_region(self, task) -> None:
-        self.pool.submit(lambda actor, t: actor.detect.remote(self.bundle, t), task)
 
-    def has_free(self) -> bool:
-        return self.pool.has_free()
+def _log_placement(actors: list, options: dict, wait_s: float = 30.0) -> None:
+    """Log where the actors run; bounded, since an actor may have no node to start on."""
+    import ray
 
-    def has_next(self) -> bool:
-        return self.pool.has_next()
-
-    def get_next_unordered(self):
-        return self.pool.get_next_unordered()
+    refs = [a.placement.remote() for a in actors]
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait_s)
+    placed = []
+    for ref in ready:
+        with contextlib.suppress(ray.exceptions.RayActorError):  # died meanwhile: not placed
+            placed.append(ray.get(ref))
+    log.info("%d detection actor(s), %s: %s", len(actors), options, placed)
+    if len(placed) < len(actors):
+        log.info("%d actor(s) not placed after %.0f s", len(actors) - len(placed), wait_s)
 
 
 def default_cpu_workers(cpus: int) -> int:

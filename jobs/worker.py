@@ -8,6 +8,7 @@ heatmap → boxes, NMS, core ownership).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from tiling.read import read_window
 from tiling.region_boxes import DecodeParams, heatmap_peaks, plan_scene_regions, region_boxes
 from tiling.resample import ScoredGrid, ScoredView
 from tiling.scene import SceneError, open_scene, scene_env
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,15 @@ class RegionDetector:
                 task.scene, task.region.index, _no_boxes(), _no_scores(), mp, str(e), label
             )
         with self._compute:
-            heat = self.heatmap(pixels)
+            try:
+                heat = self.heatmap(pixels)
+            except Exception as e:  # a backend failure fails this region's scene, not the run
+                log.warning("%s region %d: backend %s failed", task.uri, task.region.index,
+                            label, exc_info=True)  # fmt: skip
+                error = f"backend {label} failed: {type(e).__name__}: {e}"
+                return RegionResult(
+                    task.scene, task.region.index, _no_boxes(), _no_scores(), mp, error, label
+                )
         boxes, scores = region_boxes(heat, valid, task.region, self.params, self.decode)
         if task.grid is not None:
             boxes = task.grid.to_native(boxes)

@@ -66,7 +66,7 @@ class WhaleNet(Classifier):
     the data-parallel equivalence test). Works for chips from 32 to 256 px.
     """
 
-    exact_fcn = True
+    exact_fcn = True  # models.archs.EXACT_FCN says the same without torch
 
     def __init__(self, input_size: int = 64, num_classes: int = 2, width: int = 16):
         super().__init__()

@@ -14,11 +14,6 @@ from models.fcn import heatmap_cells, to_fcn
 from models.nets import build_classifier
 
 
-def _eval(model):
-    torch.manual_seed(0)
-    return model.eval()
-
-
 @pytest.mark.parametrize("input_size", [32, 48])
 def test_whalenet_fcn_equals_sliding_window(input_size):
     """Slow, obvious reference: classify every stride-aligned window; compare with one FCN pass."""
@@ -207,3 +202,10 @@ def test_manifest_missing_key_or_not_json(tmp_path):
 def _edit(bundle_dir, **changes):
     manifest = bundle_dir / "bundle.json"
     manifest.write_text(json.dumps({**json.loads(manifest.read_text()), **changes}))
+
+
+def test_torch_free_fcn_table_matches_the_networks():
+    from models.archs import EXACT_FCN
+    from models.nets import ARCHS
+
+    assert {name: cls.exact_fcn for name, cls in ARCHS.items()} == EXACT_FCN

@@ -22,9 +22,7 @@ from models.bundle import Bundle
 
 def choose(device: str | None = None) -> tuple[str, dict[str, Any]]:
     """(backend name, options) that ``auto`` uses for ``device`` (None: whatever is here)."""
-    import torch
-
-    gpu = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    gpu = device.startswith("cuda") if device else _may_have_gpu() and _torch_sees_gpu()
     if gpu:
         gpu_device = device or "cuda:0"
         if available("tensorrt"):
@@ -39,3 +37,23 @@ def auto_backend(
     """Load the backend :func:`choose` picks; its ``name`` is the concrete backend's."""
     name, chosen = choose(device)
     return load_backend(name, bundle, threads=threads, **chosen, **options)
+
+
+def _may_have_gpu() -> bool:
+    """False when this process surely has no NVIDIA GPU: none visible to it, or no driver device.
+
+    Checked before ``import torch`` (≈1–2 s, more on a busy node) so that CPU actors start
+    without torch when the bundle's ONNX model exists (bench/bench_startup.py).
+    """
+    import os
+    from pathlib import Path
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return False  # Ray gives actors without a GPU an empty CUDA_VISIBLE_DEVICES
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/gpus").is_dir()
+
+
+def _torch_sees_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,192 @@
+"""Where a ``detect`` run's fixed cost goes before its first region, in-process and on Ray.
+
+Each scenario runs in a fresh Python process (cold imports, warm disk cache, as a second
+``whalescan detect`` on a machine would), on a one-region scene, and reports seconds since the
+process started: imports, bundle load, Ray start, actor start, backend (ONNX export + session),
+torch + torchvision for NMS (in-process: imported ahead to show its share), first region; plus
+the wall time of the whole CLI command. ``--fresh-onnx`` deletes the bundle's
+exported ONNX first (a first run on a new bundle).
+
+Usage: python -m bench.bench_startup [--bundle B] [--rounds 3] [--fresh-onnx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import save
+
+# Runs in the child process; prints one JSON line of cumulative seconds since its start.
+PROBE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+marks = {}
+def mark(name):
+    marks[name] = round(time.perf_counter() - t0, 3)
+bundle_path, scene, out, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+import jobs.detect
+mark("import_detect")
+from models.bundle import load_bundle
+from jobs.detect import DetectConfig
+from jobs.worker import DetectorSettings, RegionTask, scene_regions
+from tiling.scene import open_scene
+from tiling.bands import select_bands, resolve_scaling
+bundle = load_bundle(bundle_path)
+mark("bundle_loaded")
+with open_scene(scene) as ds:
+    bands = select_bands(ds, scene, None)
+    scaling = resolve_scaling(ds, bands, "auto")
+    width, height = ds.width, ds.height
+settings = DetectorSettings(stride=bundle.output_stride, backend="auto")
+region = scene_regions(settings, bundle, width, height, 2048)[0]
+task = RegionTask(0, scene, region, bands, scaling)
+if workers == 0:
+    from jobs.pool import inline_pool
+    with inline_pool(str(bundle.path), settings) as pool:
+        mark("backend_ready")
+        import torchvision.ops  # NMS's first call imports torch + torchvision: shown on its own
+        mark("nms_imported")
+        pool.submit_region(task)
+        pool.get_next_unordered()
+        mark("first_region")
+else:
+    import ray
+    from jobs.ray_session import ray_session
+    mark("import_ray")
+    with ray_session(None):
+        mark("ray_started")
+        from jobs.pool import actor_pool
+        with actor_pool(str(bundle.path), settings, workers, None) as pool:
+            ray.get([a.placement.remote() for a in pool.actors])
+            mark("actors_started")
+            pool.submit_region(task)
+            pool.get_next_unordered()
+            mark("first_region")
+print(json.dumps(marks))
+"""
+
+
+# The framework's own cost, no model: first and last of 16 trivial items through two actors.
+POOLS = r"""
+import json, time, ray
+ray.init("local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+class Echo:
+    def __call__(self, batch):
+        return batch
+
+    def echo(self, x):
+        return x
+
+def actor_pool():
+    from ray.util import ActorPool
+    t0 = time.perf_counter()
+    pool = ActorPool([ray.remote(num_cpus=0.5)(Echo).remote() for _ in range(2)])
+    it = pool.map_unordered(lambda a, x: a.echo.remote(x), range(16))
+    first = next(it); first_s = time.perf_counter() - t0
+    list(it)
+    return first_s, time.perf_counter() - t0
+
+def ray_data():
+    import ray.data
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    t0 = time.perf_counter()
+    ds = ray.data.from_items([{"x": i} for i in range(16)]).map_batches(
+        Echo, batch_size=1, num_cpus=0.5, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2))
+    it = iter(ds.iter_rows())
+    first = next(it); first_s = time.perf_counter() - t0
+    list(it)
+    return first_s, time.perf_counter() - t0
+
+out = {}
+for name, f in (("actor_pool", actor_pool), ("ray_data", ray_data)):
+    f()  # warm: worker processes and imports
+    out[name] = f()
+print(json.dumps(out))
+"""
+
+
+def _probe(bundle: str, scene: Path, out: Path, workers: int, env: dict) -> dict:
+    run = subprocess.run(
+        [sys.executable, "-c", PROBE, bundle, str(scene), str(out), str(workers)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if run.returncode != 0:
+        raise RuntimeError(run.stderr[-3000:])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def _cli(bundle: str, scene: Path, out: Path, workers: int, env: dict) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "jobs.detect", bundle, str(scene), "--out", str(out),
+         "--workers", str(workers), "--quiet"],
+        env=env, check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def _drop_onnx(bundle: Path) -> None:
+    for f in bundle.glob("model*.onnx"):
+        f.unlink()
+    manifest = bundle / "bundle.json"
+    m = json.loads(manifest.read_text())
+    m.pop("artifacts", None)
+    manifest.write_text(json.dumps(m, indent=2))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--bundle", default=None, help="default: an untrained whalenet bundle")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--fresh-onnx", action="store_true", help="delete exported ONNX each round")
+    args = p.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="whalescan-startup-"))
+    from synth.scene import SceneSpec, write_scene
+
+    scene = root / "scene.tif"
+    write_scene(scene, SceneSpec(384, 384, whales=1, seed=5))  # one small region: start-up
+    bundle = args.bundle
+    if bundle is None:
+        from tests.helpers import untrained_bundle
+
+        bundle = str(untrained_bundle(root / "bundle"))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}  # fmt: skip
+    _probe(bundle, scene, root / "warm", 0, env)  # warm the disk cache and the ONNX export
+    results: dict = {"rounds": args.rounds, "fresh_onnx": args.fresh_onnx}
+    for workers in (0, 1):
+        probes, clis = [], []
+        for i in range(args.rounds):
+            if args.fresh_onnx and args.bundle is None:
+                _drop_onnx(Path(bundle))
+            probes.append(_probe(bundle, scene, root / f"p{workers}-{i}", workers, env))
+            clis.append(_cli(bundle, scene, root / f"c{workers}-{i}", workers, env))
+        median = {k: statistics.median(p[k] for p in probes) for k in probes[0]}
+        results[f"workers_{workers}"] = {"marks_s": median, "cli_wall_s": statistics.median(clis),
+                                         "all": probes, "cli_all": clis}  # fmt: skip
+        steps = " → ".join(f"{k} {v:.2f}" for k, v in median.items())
+        print(f"--workers {workers}: {steps} s; whole CLI run {statistics.median(clis):.2f} s")
+    run = subprocess.run([sys.executable, "-c", POOLS], env=env, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    if run.returncode == 0:
+        pools = json.loads(run.stdout.strip().splitlines()[-1])
+        results["pool_overhead_s"] = pools
+        print("first / all of 16 trivial items, 2 actors (warm): " + ", ".join(
+            f"{k} {a:.3f} / {b:.3f} s" for k, (a, b) in pools.items()))  # fmt: skip
+    else:
+        print(run.stderr[-2000:])
+    save("startup", results)
+
+
+if __name__ == "__main__":
+    main()
