@@ -182,6 +182,11 @@ def detect_scenes(config: DetectConfig, scenes: Sequence[Scene], bundle=None) ->
 
     bundle = bundle or load_bundle(config.bundle)
     check_detect(config, bundle)
+    if bundle.gsd_m is None:
+        log.warning(
+            "%s records no ground sample distance: scenes are scored at their native pixels",
+            config.bundle,
+        )
     stride = _stride(config, bundle)
     settings = DetectorSettings(
         mode=config.mode, stride=stride, threshold=config.threshold,

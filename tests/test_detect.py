@@ -197,7 +197,7 @@ def test_cli_draws_a_progress_bar_only_when_asked(bundle, scene, tmp_path):
         ("--mode", "tiles", "--mode"),
         ("--workers", "-1", "workers"),
         ("--stride", "0", "stride"),
-        ("--stride", "4", "fcn mode scores at the bundle's stride"),
+        ("--stride", "4", "--mode fcn scores at the bundle's output stride"),
         ("--backend", "tflite", "--backend"),
     ],
 )
