@@ -182,6 +182,11 @@ def detect_scenes(config: DetectConfig, scenes: Sequence[Scene], bundle=None) ->
 
     bundle = bundle or load_bundle(config.bundle)
     check_detect(config, bundle)
+    if bundle.gsd_m is None:
+        log.warning(
+            "%s records no ground sample distance: scenes are scored at their native pixels",
+            config.bundle,
+        )
     stride = _stride(config, bundle)
     settings = DetectorSettings(
         mode=config.mode, stride=stride, threshold=config.threshold,
@@ -289,7 +294,7 @@ class _Writer:
 
     def _done(self, outcome: SceneOutcome, bar) -> None:
         self.outcomes.append(outcome)
-        bar.write(_summary(outcome)) if self.config.progress else log.info(_summary(outcome))
+        bar.write(_summary(outcome))  # a result line, printed with or without the bar
 
 
 def run_stamp(config: DetectConfig, bundle, backend: str | None = None):

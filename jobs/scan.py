@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jobs import options
+from jobs.preflight import OptionError
 from storage.s3 import list_objects
 from storage.uri import S3Uri, is_s3
 from tiling.scene import RASTER_SUFFIXES, Scene, SceneError, resolve_scene
@@ -585,6 +586,8 @@ def scan(ctx, source, bundle, reports, suffixes, every, max_scenes, dry_run, ret
             "scan abandoned: scenes without a ledger row are planned again next scan", err=True
         )
         ctx.exit(1)
+    except OptionError as err:  # a user error: not retried at the next tick
+        raise click.UsageError(str(err)) from err
     except _scan_errors() as err:
         click.echo(f"scan of {config.source} failed: {err}", err=True)
         ctx.exit(1)
