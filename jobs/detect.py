@@ -250,7 +250,7 @@ class _Writer:
                     f"{b.input_size} px window"
                 )
             bands = select_bands(ds, uri, cfg.bands)
-            scaling = resolve_scaling(ds, bands, cfg.scale)
+            scaling = resolve_scaling(ds, bands, cfg.scale, uri)
         regions = scene_regions(self.settings, b, grid.width, grid.height, cfg.region_size)
         task_grid = None if grid.is_native else grid
         tasks = [RegionTask(index, uri, r, bands, scaling, task_grid) for r in regions]
