@@ -104,8 +104,10 @@ def main(bundle, seeds, width, height, whales, gamma, save_as):
     rows = run(bundle, [int(s) for s in seeds.split(",")], width, height, whales, gamma)
     if save_as:
         from bench.common import save
+        from models.bundle import load_bundle
 
-        save(save_as, {"bundle": bundle, "scenes": rows})
+        sha = load_bundle(bundle).weights_sha256
+        save(save_as, {"bundle_sha256": sha, "gamma": gamma, "scenes": rows})
 
 
 if __name__ == "__main__":

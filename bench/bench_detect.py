@@ -137,7 +137,7 @@ def memory_vs_scene(root: Path, small: int, large: int) -> dict:
     for side in (small, large):
         scene = _scene(root, side, whales=30)
         cmd = [sys.executable, "-m", "jobs.detect", str(bundle), str(scene), "--out",
-               str(root / f"r-mem-{side}"), "--quiet", "--backend", "torch"]  # fmt: skip
+               str(root / f"r-mem-{side}"), "--no-progress", "--backend", "torch"]  # fmt: skip
         seconds, peak = run_with_peak_rss(cmd, env)
         peaks[side] = peak
         print(f"peak RSS, process tree, {side}² scene: {peak / 2**30:.2f} GiB ({seconds:.0f} s)")

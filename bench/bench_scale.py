@@ -3,9 +3,11 @@
 For each seed: a synthetic scene (whales painted at the synth default, 0.10 m/px) is written
 resampled to each ``--gsd`` (synth.regsd), detected with no detect flags by BUNDLE (which must
 record its ``gsd_m``), and scored by centre matching against the scaled truth. Prints centre
-precision/recall/F1, native and scored megapixels and the time, and writes bench/results/scale.json.
+precision/recall/F1, native and scored megapixels and the time, and writes bench/results/scale.json
+(bench/results/scale-overviews.json with ``--overviews``).
 
-Usage: python -m bench.bench_scale BUNDLE [--seeds 9101,9102] [--size 2400] [--gsd 0.03,0.08,0.10]
+Usage: python -m bench.bench_scale BUNDLE [--seeds 9101,9102] [--size 2000] [--gsd 0.03,0.08,0.10]
+       [--overviews]
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 from bench.common import save
 
 
-def run(bundle: str, seeds: list[int], size: int, gsds: list[float], whales: int, root: Path):
+def run(bundle: str, seeds: list[int], size: int, gsds: list[float], whales: int, root: Path,
+        overviews: bool = False):  # fmt: skip
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -41,6 +44,8 @@ def run(bundle: str, seeds: list[int], size: int, gsds: list[float], whales: int
         write_scene(painted, SceneSpec(size, size, whales=whales, seed=seed))
         for gsd in gsds:
             scene = write_at_gsd(painted, root / f"scene-{seed}-{gsd * 100:g}cm.tif", gsd, GSD_M)
+            if overviews:  # as a COG carries them
+                _add_overviews(scene)
             t0 = time.perf_counter()
             o = _detect(bundle, scene, root / "reports")
             seconds = time.perf_counter() - t0
@@ -67,6 +72,14 @@ def run(bundle: str, seeds: list[int], size: int, gsds: list[float], whales: int
     return rows
 
 
+def _add_overviews(path: Path) -> None:
+    import rasterio
+    from rasterio.enums import Resampling
+
+    with rasterio.open(path, "r+") as ds:
+        ds.build_overviews([2, 4, 8], Resampling.average)
+
+
 def _detect(bundle: str, scene: Path, out: Path):
     from jobs.detect import DetectConfig, run_detect
 
@@ -80,18 +93,20 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("bundle")
     p.add_argument("--seeds", default="9101,9102")
-    p.add_argument("--size", type=int, default=2400, help="Painted scene side, px at 0.10 m.")
+    p.add_argument("--size", type=int, default=2000, help="Painted scene side, px at 0.10 m.")
     p.add_argument("--whales", type=int, default=12)
     p.add_argument("--gsd", default="0.03,0.08,0.10", help="GSDs to re-fly at, m/px.")
     p.add_argument("--keep", type=Path, default=None, help="Keep scenes and reports here.")
+    p.add_argument("--overviews", action="store_true", help="Give the scenes ×2, ×4, ×8 overviews.")
     a = p.parse_args(argv)
     seeds = [int(s) for s in a.seeds.split(",")]
     gsds = [float(g) for g in a.gsd.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         root = a.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        rows = run(a.bundle, seeds, a.size, gsds, a.whales, root)
-    save("scale", {"bundle": a.bundle, "size": a.size, "rows": rows})
+        rows = run(a.bundle, seeds, a.size, gsds, a.whales, root, a.overviews)
+    name = "scale-overviews" if a.overviews else "scale"
+    save(name, {"bundle": a.bundle, "size": a.size, "overviews": a.overviews, "rows": rows})
 
 
 if __name__ == "__main__":

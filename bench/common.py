@@ -1,8 +1,9 @@
-"""Shared bits of the benchmarks: a results file per benchmark, machine description, timers."""
+"""Shared bits of the benchmarks: a results file per benchmark (with machine and date), timers."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import platform
@@ -23,7 +24,13 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "loadavg": os.getloadavg(),
+    }
 
 
 def save(name: str, payload: dict) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.bench_train", "bench.bench_backends", "bench.bench_detect"]
+BENCHMARKS = ["bench.bench_train", "bench.bench_backends", "bench.bench_detect", "bench.bench_demo"]
 
 
 def main() -> int:

@@ -70,8 +70,8 @@ def _scale_line(outcome, bundle) -> str:
     """Where the scene was scored: its GSD, the model's, and the resampling between them."""
     from jobs.detect import format_scale
 
-    model = "unknown" if bundle.gsd_m is None else f"{bundle.gsd_m * 100:.1f} cm"
-    return f"scale: model trained at {model} per pixel; scene {format_scale(outcome)}"
+    model = "an unknown GSD" if bundle.gsd_m is None else f"{bundle.gsd_m * 100:.1f} cm/px"
+    return f"scale: model trained at {model}; scene {format_scale(outcome)}"
 
 
 def _score(outcome, scene: Path, bundle):

@@ -23,6 +23,7 @@ from jobs.options import (
     address_option,
     backend_option,
     mode_option,
+    progress_option,
     verbose_option,
     workers_option,
 )
@@ -181,6 +182,11 @@ def detect_scenes(config: DetectConfig, scenes: Sequence[Scene], bundle=None) ->
 
     bundle = bundle or load_bundle(config.bundle)
     check_detect(config, bundle)
+    if bundle.gsd_m is None:
+        log.warning(
+            "%s records no ground sample distance: scenes are scored at their native pixels",
+            config.bundle,
+        )
     stride = _stride(config, bundle)
     settings = DetectorSettings(
         mode=config.mode, stride=stride, threshold=config.threshold,
@@ -327,7 +333,7 @@ def _stride(config: DetectConfig, bundle) -> int:
     """The heatmap stride in px: the bundle's for fcn, ``--stride`` (else the bundle's) sliding."""
     if config.mode == "fcn":
         if config.stride not in (None, bundle.output_stride):
-            raise ValueError(
+            raise OptionError(
                 f"--stride {config.stride}: fcn mode scores at the bundle's stride "
                 f"{bundle.output_stride}"
             )
@@ -384,8 +390,8 @@ def _summary(o: SceneOutcome) -> str:
 
 
 def format_scale(o: SceneOutcome) -> str:
-    """``GSD 3.0 cm, scored at ×0.60`` (scored px per native px), or ``…, native pixels``."""
-    gsd = "GSD unknown" if o.gsd_m is None else f"GSD {o.gsd_m * 100:.1f} cm"
+    """``GSD 3.0 cm/px, scored at ×0.60`` (scored px per native px), or ``…, native pixels``."""
+    gsd = "GSD unknown" if o.gsd_m is None else f"GSD {o.gsd_m * 100:.1f} cm/px"
     scored = "native pixels" if o.px_scale == 1.0 else f"scored at ×{1 / o.px_scale:.2f}"
     return f"{gsd}, {scored}"
 
@@ -422,7 +428,8 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
               help="Scenes' metres per pixel, instead of their georeferencing (for files without).")  # fmt: skip
 @workers_option
 @address_option
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@progress_option
+@click.option("--quiet", is_flag=True, hidden=True, help="Same as --no-progress.")
 @click.option(
     "--rerun", is_flag=True,
     help="Detect scenes again even if the reports already hold an ok result for the same scene "
@@ -430,14 +437,14 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 )  # fmt: skip
 @verbose_option
 def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold, bands, scale,
-           backend, gsd, workers, address, quiet, rerun):  # fmt: skip
+           backend, gsd, workers, address, progress, quiet, rerun):  # fmt: skip
     """Detect whale faces in SCENES (GeoTIFF paths or s3:// URIs) with the model BUNDLE."""
     try:
         config = DetectConfig(
             bundle=bundle, out=out, scenes=tuple(scenes), mode=mode, stride=stride,
             region_size=region_size, batch_size=batch_size, threshold=threshold, bands=bands,
-            scale=scale, backend=backend, workers=workers, address=address, progress=not quiet,
-            rerun=rerun, gsd=gsd,
+            scale=scale, backend=backend, workers=workers, address=address,
+            progress=progress and not quiet, rerun=rerun, gsd=gsd,
         )  # fmt: skip
     except ValueError as e:
         raise click.UsageError(str(e)) from e

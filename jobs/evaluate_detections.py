@@ -98,9 +98,13 @@ def format_evaluation(evaluation) -> str:
         score, precision, recall = evaluation.overall(criterion).pr_curve()
         if not len(score):
             continue
-        picks = np.unique(np.linspace(0, len(score) - 1, min(10, len(score))).round().astype(int))
+        # operating points: the last rank of each distinct score, at most ten of them
+        ends = np.flatnonzero(np.append(score[1:] != score[:-1], True))
+        picks = ends[
+            np.unique(np.linspace(0, len(ends) - 1, min(10, len(ends))).round().astype(int))
+        ]
         points = ", ".join(
-            f"≥{score[k]:.3f}: P {precision[k]:.2f} R {recall[k]:.2f}" for k in picks
+            f"≥{score[k]:.4g}: P {precision[k]:.2f} R {recall[k]:.2f}" for k in picks
         )
         lines.append(f"PR curve ({criterion}): {points}")
     for scene, why in evaluation.unscored:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from jobs.logs import configure_logging
@@ -12,6 +14,7 @@ __all__ = [
     "address_option",
     "backend_option",
     "mode_option",
+    "progress_option",
     "verbose_option",
     "workers_option",
 ]
@@ -59,4 +62,18 @@ workers_option = click.option(
     type=int,
     default=None,
     help="Detection actors (default: one per GPU, else the CPU default); 0 = no Ray.",
+)
+
+
+def _progress_default(ctx: click.Context, param: click.Parameter, value: bool | None) -> bool:
+    # Bars only on a terminal: under Ray jobs, Kubernetes or a pipe, stderr is a log file and a
+    # bar's carriage returns would fill it with half-drawn lines.
+    return sys.stderr.isatty() if value is None else value
+
+
+progress_option = click.option(
+    "--progress/--no-progress",
+    default=None,
+    callback=_progress_default,
+    help="Progress bar on stderr (default: only when stderr is a terminal).",
 )

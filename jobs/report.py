@@ -35,6 +35,8 @@ class ReportConfig:
     scenes: scene URIs to show (default: every scene in the ledger).
     heatmap: add a detection-density overlay per scene.
     top_n: chips of the best detections per scene. overview_px: overview long side, 512..1600.
+    labels: a labels file (DeepForest CSV or vector file) to score the detections against:
+    adds metrics, PR curves and thumbnails of misses and false alarms. iou: IoU for a match.
     """
 
     reports: str
@@ -43,6 +45,8 @@ class ReportConfig:
     heatmap: bool = False
     top_n: int = 12
     overview_px: int = 1024
+    labels: str | None = None
+    iou: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.reports:
@@ -55,6 +59,8 @@ class ReportConfig:
             )
         if not 0 <= self.top_n <= 100:
             raise ValueError(f"ReportConfig.top_n={self.top_n}: expected 0..100")
+        if not 0 < self.iou <= 1:
+            raise ValueError(f"ReportConfig.iou={self.iou!r}: expected a number in (0, 1]")
         if not 512 <= self.overview_px <= 1600:
             raise ValueError(f"ReportConfig.overview_px={self.overview_px}: expected 512..1600")
 
@@ -68,10 +74,15 @@ def run_report(config: ReportConfig):
     from reports.html import write_html_report
     from reports.store import open_store
 
+    evaluation = None
+    if config.labels is not None:
+        from jobs.evaluate_detections import EvaluateConfig, run_evaluate
+
+        evaluation = run_evaluate(EvaluateConfig(config.reports, config.labels, config.iou))
     store = open_store(config.reports)
     return write_html_report(
         store, config.out_dir, config.scenes, heatmap=config.heatmap, top_n=config.top_n,
-        overview_px=config.overview_px,
+        overview_px=config.overview_px, evaluation=evaluation,
     )  # fmt: skip
 
 
@@ -99,13 +110,20 @@ def run_report(config: ReportConfig):
     show_default=True,
     help="Overview long side in px (512..1600).",
 )
+@click.option(
+    "--labels",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Labels (DeepForest CSV or vector file): add metrics, PR curves, misses, false alarms.",
+)
+@click.option("--iou", type=float, default=0.5, show_default=True, help="IoU for a match.")
 @verbose_option
-def report(reports, out, scenes, heatmap, top_n, overview_px):
+def report(reports, out, scenes, heatmap, top_n, overview_px, labels, iou):
     """Write a static HTML report (index.html + images) of the reports root REPORTS (dir or s3://)."""
     try:
         config = ReportConfig(
             reports=reports, out=out, scenes=tuple(scenes), heatmap=heatmap, top_n=top_n,
-            overview_px=overview_px,
+            overview_px=overview_px, labels=labels, iou=iou,
         )  # fmt: skip
     except ValueError as e:
         raise click.UsageError(str(e)) from e

@@ -557,22 +557,21 @@ def stop_on_signals(stop: threading.Event, echo: Callable[[str], None]) -> Itera
 @options.backend_option
 @options.workers_option
 @options.address_option
+@options.progress_option
 @options.verbose_option
 @click.pass_context
 def scan(ctx, source, bundle, reports, suffixes, every, max_scenes, dry_run, retry_failed, mode,
-         threshold, backend, workers, address):  # fmt: skip
+         threshold, backend, workers, address, progress):  # fmt: skip
     """Detect whale faces in new or changed scenes under SOURCE (s3://BUCKET/PREFIX or a directory).
 
     Exit code: 0 all scenes ok, 1 some scenes failed (or the scan could not run), 2 usage error.
     """
-    import sys
-
     try:
         config = ScanConfig(
             source=source, bundle=bundle, reports=reports, suffixes=suffixes, every=every,
             max_scenes=max_scenes, dry_run=dry_run, retry_failed=retry_failed, mode=mode,
             threshold=threshold, backend=backend, workers=workers, address=address,
-            progress=sys.stderr.isatty(),
+            progress=progress,
         )  # fmt: skip
     except ValueError as err:
         raise click.UsageError(str(err)) from err

@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from jobs.chips import labels_options
-from jobs.options import address_option, verbose_option
+from jobs.options import address_option, progress_option, verbose_option
 
 log = logging.getLogger(__name__)
 
@@ -407,12 +407,13 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     "gsd_m",
     type=float,
     default=None,
-    help="Metres per pixel of the chips; default dataset.json's gsd_m, else unknown.",
+    help="Metres per pixel of the chips; default dataset.json's gsd_m, else unknown. With a "
+    "labels file and --arch: the chips are cut at this GSD.",
 )
 @click.option(
     "--cpus-per-worker", type=float, default=_DEFAULTS["cpus_per_worker"], show_default=True
 )
-@click.option("--progress/--no-progress", default=True, help="Show the progress bar (stderr).")
+@progress_option
 @click.option(
     "--chip-size",
     type=int,
@@ -436,6 +437,7 @@ def train(data: Path, out: Path, **opts: Any) -> None:
         "scene_column": opts.pop("scene_column"),
         "point_box_m": opts.pop("point_box_m"),
         "seed": opts["seed"],
+        "gsd_m": opts["gsd_m"],
     }
     if data.is_file():
         from jobs.train_from_labels import cut_training_chips, train_detector_cli

@@ -5,21 +5,20 @@ Layout written under ``out``::
     train/face/*.png  train/not_face/*.png  val/face/*.png  val/not_face/*.png  dataset.json
 
 * **Positives**: each labelled face, ``per_face`` times, its box centre at the chip centre ±
-  ``jitter_px`` (chip pixels). At native pixels a chip may reach past the scene edge, filled
-  as ``detect`` fills its windows there; resampled chips must lie inside the scene, and faces
-  whose chip would leave it are skipped (counted).
-* **Negatives**, ``negatives`` per positive, three kinds (:data:`NEGATIVE_MIX`):
+  ``jitter_px`` (chip pixels). A chip may reach past the scene edge, filled there as
+  ``detect`` fills its windows; only a face whose centre pixel is nodata is skipped (counted).
+* **Negatives**, ``negatives`` per positive, four kinds (:data:`NEGATIVE_MIX`):
   ``near`` — centred 0.35–0.9 chip sides from a face (its body, flukes, a calf, foam beside it);
   ``salient`` — the scene's most unusual pixels away from faces (foam, boats, glint, debris,
   headless bodies), drawn with probability ∝ their squared deviation from the local background
   on a decimated read (so haze and cloud shadow do not count); ``water`` — anywhere;
-  ``edge`` — reaching past a scene border (native pixels only), where a filled edge beside
+  ``edge`` — reaching past a scene border, where a filled edge beside
   water must not look like a head. No negative is centred within ``0.35 · size`` chip px of
   a labelled face, so a face in a negative is always well off-centre (as in ``synth chips``).
-* **Scale**: with ``gsd_m`` every chip is read at that ground sample distance (resampled
-  windowed reads: average when shrinking, bilinear when enlarging); else at native pixels.
+* **Pixels** are read exactly as ``detect`` reads a scene for a bundle at ``gsd_m``: on the
+  scored grid (:mod:`tiling.sampling`: native, a matching overview or a warped VRT), through
+  :func:`tiling.read.read_window`, scaled by :mod:`tiling.bands`. Without ``gsd_m``: native.
 * **Split**: by scene — ``val_fraction`` of the scenes (at least one) go wholly to ``val/``.
-* Pixels reach the 0..255 scale the way ``detect`` scales them (:mod:`tiling.bands`).
 
 ``dataset.json``: ``gsd_m`` (the chips' GSD; null when unknown), ``face_size_px`` (median face
 box side ``(w + h) / 2`` in chip pixels — the detection box the classifier will draw),
@@ -49,8 +48,6 @@ NEGATIVE_MIX = {"near": 0.30, "salient": 0.35, "water": 0.25, "edge": 0.10}
 OFF_CENTRE = 0.35
 """No negative is centred closer than this fraction of the chip side to a labelled face."""
 NEAR_MAX = 0.9
-MAX_INVALID = 0.05
-"""Chips with more than this share of nodata/masked pixels are not written."""
 SPLITS = ("train", "val")
 
 
@@ -117,7 +114,7 @@ class ChipsSummary:
         return (
             f"{self.out}: {parts} chips; {len(self.scenes['train'])} train / "
             f"{len(self.scenes['val'])} val scenes; face {self.face_size_px:.1f} px at {gsd}; "
-            f"{self.skipped_faces} faces at the edge skipped; {self.seconds:.1f} s"
+            f"{self.skipped_faces} faces on nodata skipped; {self.seconds:.1f} s"
         )
 
 
@@ -235,13 +232,18 @@ def _negative_centre(kind, rng, centres, salient, reader, side_native):
 
 
 class _SceneReader:
-    """Reads square chips centred anywhere in one scene at the target GSD, scaled like detect."""
+    """Reads square chips of one scene as ``detect`` reads its regions: on the scored grid at
+    the target GSD (:mod:`tiling.sampling`, :mod:`tiling.resample`), through
+    :func:`tiling.read.read_window` (filled past the edge and under nodata), scaled by
+    :mod:`tiling.bands`. ``factor``: native px per chip px (the geometric mean of x and y)."""
 
     def __init__(self, uri: str, gsd_m: float | None):
         self.uri, self.gsd_m = uri, gsd_m
 
     def __enter__(self):
         from tiling.bands import resolve_scaling, select_bands
+        from tiling.resample import ScoredView
+        from tiling.sampling import scene_sampling
         from tiling.scene import open_scene, scene_env
 
         with contextlib.ExitStack() as stack:
@@ -250,75 +252,44 @@ class _SceneReader:
                 self.ds = stack.enter_context(open_scene(self.uri))
                 self.bands = select_bands(self.ds, self.uri, None)
                 self.scaling = resolve_scaling(self.ds, self.bands, "auto")
+                sampling = scene_sampling(self.ds, self.uri, self.gsd_m)
+                if self.gsd_m is not None and sampling.gsd is None:
+                    raise LabelsError(
+                        f"{self.uri!r}: ground sample distance unknown (no usable "
+                        "georeferencing); cut chips at native pixels (no gsd_m) or "
+                        "georeference the scene"
+                    )
+                view = ScoredView(self.ds, sampling.grid)
+                stack.callback(view.close)
             except OSError as e:  # tiling.scene.SceneError: unreadable, too few bands...
                 raise LabelsError(f"{self.uri!r}: {e}") from e
+            self.reader, self.grid = view.reader, sampling.grid
+            self.native_gsd_m = sampling.gsd_m
+            self.factor = math.sqrt(self.grid.fx * self.grid.fy)
             self.width, self.height = self.ds.width, self.ds.height
-            self.native_gsd_m = scene_gsd_m(self.ds)
-            if self.gsd_m is None:
-                self.factor = 1.0
-            elif self.native_gsd_m is None:
-                raise LabelsError(
-                    f"{self.uri!r}: ground sample distance unknown (no projected CRS in metres "
-                    "or feet); cut chips at native pixels (no gsd_m) or georeference the scene"
-                )
-            else:
-                self.factor = self.gsd_m / self.native_gsd_m
             self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stack.__exit__(*exc)
 
-    def fits(self, cx: float, cy: float, side: float) -> bool:
-        """Whether a square of ``side`` native px centred on (cx, cy) lies in the scene."""
-        col, row = cx - side / 2, cy - side / 2
-        return col >= 0 and row >= 0 and col + side <= self.width and row + side <= self.height
-
     def chip(self, cx: float, cy: float, size: int) -> np.ndarray | None:
         """(size, size, 3) uint8 centred on native (cx, cy), or None when its centre pixel is
-        outside the scene or nodata.
-
-        At native pixels the chip is read as ``detect`` reads its windows
-        (:func:`tiling.read.read_window`: the part past the scene edge or under nodata filled
-        the same way), so faces at the edge and the edge itself are learnt as detect sees them.
-        Resampled chips (``gsd_m``) must lie inside the scene and be at most
-        :data:`MAX_INVALID` nodata.
-        """
-        if not (0 <= cx < self.width and 0 <= cy < self.height):
-            return None
-        if self.factor == 1.0:
-            return self._native_chip(cx, cy, size)
-        return self._resampled_chip(cx, cy, size)
-
-    def _native_chip(self, cx: float, cy: float, size: int) -> np.ndarray | None:
+        outside the scene or nodata. The chip may reach past the scene edge, filled there as
+        detect's windows are, so faces at the edge and the edge itself are learnt as detect
+        sees them."""
         from rasterio.windows import Window
 
         from tiling.read import read_window
 
-        col, row = round(cx - size / 2), round(cy - size / 2)
+        if not (0 <= cx < self.width and 0 <= cy < self.height):
+            return None
+        col = round(cx / self.grid.fx - size / 2)
+        row = round(cy / self.grid.fy - size / 2)
         window = Window(col, row, size, size)
-        pixels, valid = read_window(self.ds, self.uri, window, self.bands, self.scaling)
+        pixels, valid = read_window(self.reader, self.uri, window, self.bands, self.scaling)
         if not valid[size // 2, size // 2]:
             return None
-        return np.ascontiguousarray(np.rint(pixels).astype(np.uint8).transpose(1, 2, 0))
-
-    def _resampled_chip(self, cx: float, cy: float, size: int) -> np.ndarray | None:
-        from rasterio.enums import Resampling
-        from rasterio.windows import Window
-
-        side = size * self.factor
-        if not self.fits(cx, cy, side):
-            return None
-        col, row = cx - side / 2, cy - side / 2
-        resampling = Resampling.average if self.factor > 1 else Resampling.bilinear
-        raw = self.ds.read(
-            self.bands, window=Window(col, row, side, side), out_shape=(3, size, size),
-            resampling=resampling, masked=True,
-        )  # fmt: skip
-        invalid = np.ma.getmaskarray(raw).any(axis=0)
-        if invalid.mean() > MAX_INVALID:
-            return None
-        pixels = self.scaling.apply(raw.filled(0))
         return np.ascontiguousarray(np.rint(pixels).astype(np.uint8).transpose(1, 2, 0))
 
     def salient_points(self, rng, centres: np.ndarray, clear: float, n: int = 256) -> np.ndarray:
@@ -355,19 +326,6 @@ def _background(pixels: np.ndarray, shrink: int = 16) -> np.ndarray:
         coarse = Image.fromarray(band, mode="F").resize(small, Image.Resampling.BOX)
         out[b] = np.asarray(coarse.resize((w, h), Image.Resampling.BILINEAR))
     return out
-
-
-def scene_gsd_m(ds) -> float | None:
-    """Ground sample distance (m/px) of a scene in a projected CRS (metres or feet), else None.
-
-    The geometric mean of the pixel's column and row vector lengths (so rotated transforms
-    work), times the CRS's linear unit in metres.
-    """
-    if ds.crs is None or not ds.crs.is_projected:
-        return None
-    t = ds.transform
-    unit_m = ds.crs.linear_units_factor[1]
-    return float(math.sqrt(abs(t.a * t.e - t.b * t.d)) * unit_m)
 
 
 def _common(gsds: list[float | None]) -> float | None:

@@ -30,11 +30,6 @@ def hflip(chip: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(chip[:, ::-1])
 
 
-def vflip(chip: np.ndarray) -> np.ndarray:
-    """Mirror top ↔ bottom (rows)."""
-    return np.ascontiguousarray(chip[::-1])
-
-
 def jitter(chip: np.ndarray, brightness: float, contrast: float) -> np.ndarray:
     """Scale contrast about the chip mean by ``contrast``, then brightness by ``brightness``.
 

@@ -1,4 +1,5 @@
-"""Small charts for the HTML report, drawn with PIL (no plotting library): the score histogram."""
+"""Small charts for the HTML report, drawn with PIL (no plotting library): the score histogram
+and precision/recall curves."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from PIL import Image, ImageDraw
 
 from reports.overview import label_font
 
-__all__ = ["score_histogram"]
+__all__ = ["pr_chart", "score_histogram"]
 
 _BAR_RGB = (31, 119, 180)
 _AXIS_RGB = (60, 60, 60)
 _GRID_RGB = (225, 225, 225)
+_CURVE_RGB = ((31, 119, 180), (214, 39, 40), (44, 160, 44))
 
 
 def score_histogram(
@@ -58,4 +60,48 @@ def score_histogram(
             ((left + right) / 2, (top + bottom) / 2), "no detections", fill=_AXIS_RGB, font=font,
             anchor="mm",
         )  # fmt: skip
+    return image
+
+
+def pr_chart(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]], width: int = 360, height: int = 300
+) -> Image.Image:
+    """A ``width`` × ``height`` px RGB chart of precision (y) against recall (x), both 0..1.
+
+    ``curves`` maps a legend label to ``(recall, precision)``, each (N,), in rank order (one
+    point per detection kept); each is drawn as a step line from (0, 1) through its points, in
+    its own colour (up to three). An empty curve draws only its legend entry.
+    """
+    if width < 200 or height < 160 or not 1 <= len(curves) <= len(_CURVE_RGB):
+        raise ValueError(
+            f"pr_chart: {len(curves)} curve(s), {width}×{height} px; need 1–3 curves, ≥200×160"
+        )
+    image = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    font = label_font(11)
+    left, right, top, bottom = 40, width - 12, 24, height - 34
+
+    def xy(r: float, p: float) -> tuple[float, float]:
+        return left + r * (right - left), bottom - p * (bottom - top)
+
+    for tick in range(0, 11, 2):
+        v = tick / 10
+        x, y = xy(v, v)
+        draw.line((x, top, x, bottom), fill=_GRID_RGB)
+        draw.line((left, y, right, y), fill=_GRID_RGB)
+        draw.text((x, bottom + 6), f"{v:.1f}", fill=_AXIS_RGB, font=font, anchor="mt")
+        draw.text((left - 6, y), f"{v:.1f}", fill=_AXIS_RGB, font=font, anchor="rm")
+    draw.line((left, bottom, right, bottom), fill=_AXIS_RGB)
+    draw.line((left, top, left, bottom), fill=_AXIS_RGB)
+    for k, (label, (recall, precision)) in enumerate(curves.items()):
+        colour = _CURVE_RGB[k]
+        points, last = [xy(0.0, 1.0)], 1.0
+        for r, p in zip(np.asarray(recall, float), np.asarray(precision, float), strict=True):
+            points += [xy(r, last), xy(r, p)]  # a step: recall moves first, then precision
+            last = p
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=3 if k == 0 else 1)  # coinciding curves show
+        draw.text((right - 4, bottom - 6 - 14 * k), label, fill=colour, font=font, anchor="rb")
+    draw.text(((left + right) / 2, height - 4), "recall", fill=_AXIS_RGB, font=font, anchor="mb")
+    draw.text((4, 4), "precision", fill=_AXIS_RGB, font=font, anchor="lt")
     return image

@@ -28,7 +28,7 @@ from reports.truth import (
     pool_matchings,
 )
 
-__all__ = ["CRITERIA", "Evaluation", "SceneEval", "evaluate_reports", "pair_scenes"]
+__all__ = ["CRITERIA", "Evaluation", "SceneEval", "evaluate_reports", "metrics", "pair_scenes"]
 
 IouFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 CRITERIA = ("iou", "centre")
@@ -37,11 +37,13 @@ _PX = ["px_xmin", "px_ymin", "px_xmax", "px_ymax"]
 
 @dataclass(frozen=True)
 class SceneEval:
-    """One scored scene: ``scene`` as the reports name it, ``labels_scene`` as the labels do;
+    """One scored scene: ``scene`` as the reports name it (its attempt's ``scene_key``),
+    ``labels_scene`` as the labels do;
     detections ``det_boxes`` (N, 4) and ``scores`` (N,) best first; ``truth_boxes`` (M, 4);
     the matchings by IoU and by centre-in-box."""
 
     scene: str
+    scene_key: str
     labels_scene: str
     det_boxes: np.ndarray
     scores: np.ndarray
@@ -70,17 +72,18 @@ class Evaluation:
         """A JSON-ready summary: overall and per-scene metrics and PR curves per criterion."""
         return {
             "iou_threshold": self.iou_threshold,
-            "overall": {c: _metrics(self.overall(c)) for c in CRITERIA},
+            "overall": {c: metrics(self.overall(c)) for c in CRITERIA},
             "scenes": [
-                {"scene": s.scene, "labels_scene": s.labels_scene}
-                | {c: _metrics(s.matching(c)) for c in CRITERIA}
+                {"scene": s.scene, "scene_key": s.scene_key, "labels_scene": s.labels_scene}
+                | {c: metrics(s.matching(c)) for c in CRITERIA}
                 for s in self.scenes
             ],
             "unscored": [{"scene": scene, "reason": why} for scene, why in self.unscored],
         }
 
 
-def _metrics(matching: Matching) -> dict[str, Any]:
+def metrics(matching: Matching) -> dict[str, Any]:
+    """Counts, precision/recall/F1/AP and the PR curve of one matching, JSON-ready."""
     r = match_report(matching)
     score, precision, recall = matching.pr_curve()
     return {
@@ -169,7 +172,7 @@ def evaluate_reports(
         )
         boxes = np.stack([det.column(c).to_numpy() for c in _PX], axis=1).reshape(-1, 4)
         scores = det.column("score").to_numpy().astype(np.float64)
-        scenes.append(_score_scene(row["scene_uri"], labels_scene, boxes, scores,
+        scenes.append(_score_scene(row, labels_scene, boxes, scores,
                                    truth[labels_scene], iou_fn, iou_threshold))  # fmt: skip
     if not scenes:
         reasons = "; ".join(f"{s}: {why}" for s, why in unscored) or "no labelled scenes"
@@ -177,11 +180,11 @@ def evaluate_reports(
     return Evaluation(iou_threshold, tuple(scenes), tuple(unscored))
 
 
-def _score_scene(scene, labels_scene, boxes, scores, truth_boxes, iou_fn, iou_threshold):
+def _score_scene(row, labels_scene, boxes, scores, truth_boxes, iou_fn, iou_threshold):
     truth_boxes = np.asarray(truth_boxes, np.float64).reshape(-1, 4)
     iou = np.asarray(iou_fn(boxes, truth_boxes), np.float64).reshape(len(boxes), len(truth_boxes))
     return SceneEval(
-        scene, labels_scene, boxes, scores, truth_boxes,
+        row["scene_uri"], row["scene_key"], labels_scene, boxes, scores, truth_boxes,
         by_iou=greedy_match(scores, *iou_pairs(iou, iou_threshold)),
         by_centre=greedy_match(scores, *centre_in_box_pairs(boxes, truth_boxes)),
     )  # fmt: skip

@@ -4,31 +4,25 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from reports.ledger import conform, read_scenes
+from reports.ledger import conform, latest_attempts, read_scenes
 from reports.schema import DETECTIONS_SCHEMA
 from reports.store import Store
 
 __all__ = ["detection_relpaths", "latest_detections", "latest_rows", "read_detections"]
 
-_NEVER = datetime.min.replace(tzinfo=UTC)
-
 
 def latest_rows(store: Store, by: str = "scene_uri") -> list[dict[str, Any]]:
     """Ledger rows, one per ``by`` value (``scene_uri``: per scene; ``scene_key``: per scene,
-    model and mode): the one finished last (a later row wins a tie). Sorted by ``by``."""
-    latest: dict[str, dict[str, Any]] = {}
-    for r in read_scenes(store).to_pylist():
-        seen = latest.get(r[by])
-        if seen is None or (r["finished_at"] or _NEVER) >= (seen["finished_at"] or _NEVER):
-            latest[r[by]] = r
-    return [latest[k] for k in sorted(latest)]
+    model, mode and settings): its latest attempt, by the ledger's one rule
+    (``reports.ledger.LATEST_ORDER``: latest ``finished_at``, then ``run_id``). Sorted by ``by``."""
+    latest = latest_attempts(read_scenes(store), by=by)
+    return sorted(latest.to_pylist(), key=lambda r: r[by])
 
 
 def detection_relpaths(store: Store) -> dict[str, str]:
@@ -39,8 +33,14 @@ def detection_relpaths(store: Store) -> dict[str, str]:
 def read_detections(
     store: Store, relpath: str | None, columns: Iterable[str] | None = None
 ) -> pa.Table:
-    """One detections file in ``DETECTIONS_SCHEMA`` (or its ``columns``), best score first, ties
-    by ``detection_id``; an empty table when ``relpath`` is None."""
+    """One detections file in ``DETECTIONS_SCHEMA`` (or its ``columns``), best score first; an
+    empty table when ``relpath`` is None.
+
+    Equal scores are ordered by box position (``px_ymin``, ``px_xmin``), then ``detection_id``:
+    an order that depends on the boxes alone, not on where the scene or reports live (detection
+    ids hash the scene URI), so a PR curve and AP with tied scores are the same for a scene read
+    from a local copy and from S3.
+    """
     names = list(columns) if columns is not None else DETECTIONS_SCHEMA.names
     schema = pa.schema([DETECTIONS_SCHEMA.field(c) for c in names])
     if relpath is None:
@@ -50,11 +50,10 @@ def read_detections(
     except (pa.ArrowInvalid, OSError) as err:
         raise ValueError(f"{store.uri(relpath)!r}: not a readable detections file") from err
     table = conform(table, schema)
+    order = [("score", "descending"), ("px_ymin", "ascending"), ("px_xmin", "ascending"),
+             ("detection_id", "ascending")]  # fmt: skip
     if "score" in names:
-        keys = [("score", "descending")] + (
-            [("detection_id", "ascending")] if "detection_id" in names else []
-        )
-        table = table.sort_by(keys)
+        table = table.sort_by([(c, how) for c, how in order if c in names])
     return table
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from reports.geoparquet import scenes_table, write_geoparquet, write_parquet
-from reports.keys import detections_relpath, partition_date, scenes_relpath
+from reports.keys import detections_relpath, parameters_text, partition_date, scenes_relpath
 from reports.run import Attempt, SceneRun
 from reports.schema import SCENES_SCHEMA
 from reports.store import Store
@@ -93,14 +93,17 @@ def read_scenes(
 LATEST_ORDER = (("finished_at", "descending"), ("run_id", "descending"))
 
 
-def latest_attempts(table: pa.Table) -> pa.Table:
-    """One row per ``scene_key``: its latest attempt (``LATEST_ORDER``). Needs ``scene_key``,
-    ``finished_at`` and ``run_id``; rows in no particular order."""
-    keys = table.column("scene_key")
+def latest_attempts(table: pa.Table, by: str = "scene_key") -> pa.Table:
+    """One row per ``by`` value (default: per scene key): its latest attempt (``LATEST_ORDER``).
+
+    Needs ``by``, ``finished_at`` and ``run_id``; rows in no particular order. ``by="scene_uri"``
+    applies the same rule per scene, across models and settings (``whalescan evaluate``).
+    """
+    keys = table.column(by)
     if len(table) == 0 or pc.count_distinct(keys).as_py() == len(table):
         return table  # one attempt per key (a compacted ledger): nothing to choose, no copy
-    ordered = table.sort_by([("scene_key", "ascending"), *LATEST_ORDER])
-    keys = ordered.column("scene_key").combine_chunks()
+    ordered = table.sort_by([(by, "ascending"), *LATEST_ORDER])
+    keys = ordered.column(by).combine_chunks()
     first = pc.not_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
     mask = pa.concat_arrays([pa.array([True]), first.fill_null(True)])
     return ordered.filter(mask)
@@ -177,6 +180,7 @@ def write_scene_result(
         "scene_modified": scene.modified,
         "gsd_m": scene.gsd_m,
         "px_scale": attempt.px_scale,
+        "parameters": parameters_text(stamp.key_parameters) if stamp.key_parameters else None,
     }
     table = scenes_table([row])  # validates the row before anything is written
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from string import Template
 from typing import Any
 
-__all__ = ["Picture", "SceneImages", "SceneSection", "render_page"]
+__all__ = ["Picture", "SceneImages", "SceneSection", "TruthView", "render_page"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,22 @@ class SceneImages:
 
 
 @dataclass(frozen=True)
+class TruthView:
+    """A scene (or all scenes) against labelled truth: ``metrics`` per criterion (``"iou"``,
+    ``"centre"``: dicts of :func:`reports.evaluate.metrics`), the PR chart, and thumbnails of
+    missed faces and false alarms (by centre-in-box) with their captions."""
+
+    iou_threshold: float
+    metrics: dict[str, dict[str, Any]]
+    pr: Picture
+    misses: tuple[tuple[Picture, str], ...] = ()
+    false_alarms: tuple[tuple[Picture, str], ...] = ()
+
+    def pictures(self) -> list[Picture]:
+        return [self.pr, *(p for p, _ in self.misses), *(p for p, _ in self.false_alarms)]
+
+
+@dataclass(frozen=True)
 class SceneSection:
     """One ``ok`` scene: ledger row, detection count, best detections (dicts), pictures, notes."""
 
@@ -43,6 +59,7 @@ class SceneSection:
     top: tuple[dict[str, Any], ...]
     images: SceneImages
     notes: tuple[str, ...] = ()
+    truth: TruthView | None = None
 
 
 def esc(value: Any) -> str:
@@ -165,14 +182,62 @@ def _gallery(section: SceneSection) -> str:
     return f'<div class="gallery">{"".join(cards)}</div>'
 
 
+def _truth(view: TruthView | None, heading: str = "h3") -> str:
+    """Metrics by IoU and by centre-in-box, the PR chart, then misses and false alarms."""
+    if view is None:
+        return ""
+    cols = [
+        ("truths", "faces"), ("detections", "detections"), ("true_positives", "found"),
+        ("false_positives", "false alarms"), ("misses", "misses"), ("duplicates", "duplicates"),
+        ("precision", "precision"), ("recall", "recall"), ("f1", "F1"),
+        ("average_precision", "AP"),
+    ]  # fmt: skip
+    names = {"iou": f"IoU ≥ {view.iou_threshold:g}", "centre": "centre in box"}
+    head = "".join(f"<th>{esc(label)}</th>" for _, label in cols)
+    body = "".join(
+        f"<tr><td>{esc(names[c])}</td>"
+        + "".join(
+            f'<td class="n">{_num(m[k], ".3f" if isinstance(m[k], float) else "d")}</td>'
+            for k, _ in cols
+        )
+        + "</tr>"
+        for c, m in view.metrics.items()
+    )
+    parts = [
+        f'<{heading}>Against truth</{heading}><div class="side"><table class="truth">'
+        f"<thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<figure>{_img(view.pr, 'precision/recall curve')}"
+        "<figcaption>precision/recall</figcaption></figure></div>"
+    ]
+    centre = view.metrics.get("centre", {})
+    for kind, pics, total in (
+        ("misses", view.misses, centre.get("misses", len(view.misses))),
+        ("false alarms", view.false_alarms, centre.get("false_positives", len(view.false_alarms))),
+    ):
+        if not pics:  # the all-scenes view has none; a scene shows up to --top
+            continue
+        cards = "".join(
+            f'<figure class="det">{_img(pic, "missed face" if kind == "misses" else "false alarm", "chip")}'
+            f"<figcaption>{esc(caption)}</figcaption></figure>"
+            for pic, caption in pics
+        )
+        shown = f", {len(pics)} shown" if len(pics) < total else ""
+        parts.append(
+            f'<h4 class="{esc(kind.replace(" ", "-"))}">{esc(kind.capitalize())} '
+            f'({total} by centre in box{shown})</h4><div class="gallery">{cards}</div>'
+        )
+    return "".join(parts)
+
+
 def _scene(section: SceneSection) -> str:
     row, images = section.row, section.images
     notes = "".join(f'<p class="note">{esc(n)}</p>' for n in section.notes)
     pictures = []
+    key = " (yellow; labelled faces cyan)" if section.truth else ""
     if images.overview:
         pictures.append(
             f"<figure>{_img(images.overview, 'overview with detections', 'overview')}"
-            f"<figcaption>overview, {section.detections} box(es)</figcaption></figure>"
+            f"<figcaption>overview, {section.detections} box(es){key}</figcaption></figure>"
         )
     if images.density:
         pictures.append(
@@ -186,7 +251,7 @@ def _scene(section: SceneSection) -> str:
         f'<div class="pictures">{"".join(pictures)}</div>'
         f'<div class="side">{_metadata(row)}<figure>'
         f"{_img(images.histogram, 'score histogram')}<figcaption>scores</figcaption></figure></div>"
-        f"<h3>Best detections</h3>{_gallery(section)}</section>"
+        f"{_truth(section.truth)}<h3>Best detections</h3>{_gallery(section)}</section>"
     )
 
 
@@ -219,6 +284,7 @@ img.chip { display: block; }
 dl.meta { display: grid; grid-template-columns: max-content auto; gap: .1em 1em; }
 dl.meta dt { color: #666; } dl.meta dd { margin: 0; }
 .note { background: #fff8e1; padding: .4em; }
+table.truth td:first-child { color: #666; white-space: nowrap; }
 figure { margin: .5em 0; } figcaption { color: #666; }
 </style>
 </head>
@@ -226,6 +292,7 @@ figure { margin: .5em 0; } figcaption { color: #666; }
 <h1>whalescan report</h1>
 <p class="sub">reports <code>$root</code> · generated $generated</p>
 $summary
+$truth
 $failed
 $scenes
 <script>
@@ -255,12 +322,15 @@ def render_page(
     sections: Sequence[SceneSection],
     counts: dict[str, int],
     whales: int,
+    truth: TruthView | None = None,
 ) -> str:
-    """The whole ``index.html``: summary, failed scenes, then one section per ``ok`` scene."""
+    """The whole ``index.html``: summary, all scenes against truth (when labels were given),
+    failed scenes, then one section per ``ok`` scene."""
     return _PAGE.substitute(
         root=esc(root),
         generated=esc(_time(generated)),
         summary=_summary(rows, counts, whales),
+        truth=f'<section id="truth">{_truth(truth, "h2")}</section>' if truth else "",
         failed=_failed(rows),
         scenes="\n".join(_scene(s) for s in sections),
     )

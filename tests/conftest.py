@@ -10,7 +10,8 @@ import pytest
 
 from tests.helpers import S3_SECRET
 
-# Tests that don't test auth run Ray without token authentication (DESIGN.md field notes).
+# Tests that don't test auth run Ray without token authentication; the job-submission tests
+# start their own head with it on (tests/ray_head.py).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # The per-user cache (bundles, exported artefacts) of this test session: never the user's own.

@@ -100,10 +100,13 @@ def noise_scene(path: Path, width: int, height: int, seed: int = 0) -> Path:
     return write_tif(path, (rng.random((3, height, width)) * 255).astype("uint8"))
 
 
-def record_attempt(store, path: Path, dets, *, model="a" * 64, minutes=0, status="ok", crs=UTM19N):
+def record_attempt(
+    store, path: Path, dets, *, model="a" * 64, minutes=0, status="ok", crs=UTM19N, uri=None
+):
     """Write one detect attempt on the GeoTIFF ``path`` into ``store`` as detect would: ``dets``
     are ``(box, score)`` pairs in scene px; it finishes ``minutes`` after ``T0``; a not-ok
-    ``status`` records the error "read failed" and no detections."""
+    ``status`` records the error "read failed" and no detections. ``uri``: the scene URI recorded
+    (default ``path``), e.g. the ``s3://`` copy a scan read."""
     from reports.geoparquet import detections_table
     from reports.ledger import write_scene_result
     from reports.run import Attempt, RunStamp, SceneRun
@@ -112,7 +115,7 @@ def record_attempt(store, path: Path, dets, *, model="a" * 64, minutes=0, status
     with rasterio.open(path) as ds:
         width, height = ds.width, ds.height
     scene = Scene(
-        uri=str(path), version="v1", modified=T0, width=width, height=height, bands=3,
+        uri=uri or str(path), version="v1", modified=T0, width=width, height=height, bands=3,
         dtype="uint8", crs=crs, transform=ORIGIN if crs else None,
     )  # fmt: skip
     run = SceneRun(scene, RunStamp(f"run-{minutes}", model, "fcn", "torch:cpu"))

@@ -53,7 +53,7 @@ def test_split_is_by_scene_and_dataset_json(labelled, tmp_path):
     out = tmp_path / "chips"
     summary = cut_chips(ChipsConfig(labelled, out, size=32, seed=3, val_fraction=0.34))
     meta = json.loads((out / "dataset.json").read_text())
-    assert meta["chip_size"] == 32 and meta["gsd_m"] == pytest.approx(GSD)
+    assert meta["chip_size"] == 32 and meta["gsd_m"] == pytest.approx(GSD, rel=1e-3)  # UTM scale
     assert meta["face_size_px"] == pytest.approx(20.0)
     assert meta["source"].startswith("sha256:") and len(meta["source"]) == 7 + 64
     train, val = set(meta["scenes"]["train"]), set(meta["scenes"]["val"])
@@ -72,12 +72,16 @@ def test_split_is_by_scene_and_dataset_json(labelled, tmp_path):
 
 
 def test_chips_at_a_coarser_gsd_are_block_averages(labelled, tmp_path):
-    out = tmp_path / "chips"
-    summary = cut_chips(ChipsConfig(labelled, out, size=24, gsd_m=2 * GSD, jitter_px=0.0))
-    assert summary.face_size_px == pytest.approx(10.0)
-    assert json.loads((out / "dataset.json").read_text())["gsd_m"] == pytest.approx(2 * GSD)
+    """At twice the scenes' ground GSD a chip pixel is the mean of 2 x 2 native pixels."""
+    from tiling.gsd import scene_gsd
+
     with rasterio.open(labelled.parent / "s0.tif") as ds:
         native = ds.read()
+        target = 2 * scene_gsd(ds).m  # ground metres: UTM's scale factor included
+    out = tmp_path / "chips"
+    summary = cut_chips(ChipsConfig(labelled, out, size=24, gsd_m=target, jitter_px=0.0))
+    assert summary.face_size_px == pytest.approx(10.0)
+    assert json.loads((out / "dataset.json").read_text())["gsd_m"] == pytest.approx(target)
     chip = np.asarray(Image.open(next(out.glob("*/face/s000_face_00000.png"))))
     cx, cy = FACES["s0.tif"][0]
     crop = native[:, cy - 24 : cy + 24, cx - 24 : cx + 24].astype(np.float64)

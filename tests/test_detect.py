@@ -38,7 +38,7 @@ def boxes_scores(reports):
     return boxes, t["score"].to_numpy()
 
 
-@pytest.mark.parametrize("region_size", [64, 136, 4096])
+@pytest.mark.parametrize("region_size", [64, 136, 200])
 def test_tiling_is_invisible(bundle, scene, tmp_path, region_size):
     detect(bundle, [scene], tmp_path / "one", region_size=4096)
     detect(bundle, [scene], tmp_path / "tiled", region_size=region_size)
@@ -149,15 +149,98 @@ def test_detections_are_geoparquet_on_the_scene(bundle, scene, tmp_path):
     assert n == len(gdf)
 
 
-def test_cli_names_a_wrong_bundle_and_runs_a_real_scene(bundle, scene, tmp_path):
+def _cli(*args):
     from click.testing import CliRunner
 
     from jobs.detect import detect as detect_cli
 
-    bad = CliRunner().invoke(detect_cli, [str(tmp_path / "nope"), str(scene), "--out", "r"])
-    assert bad.exit_code == 1 and "no such model bundle" in bad.output
-    args = [str(bundle), str(scene), "--out", str(tmp_path / "r"), "--workers", "0", "--quiet",
-            "--backend", "torch"]  # fmt: skip
-    ok = CliRunner().invoke(detect_cli, args)
+    return CliRunner().invoke(detect_cli, [str(a) for a in args])
+
+
+def test_cli_runs_a_real_scene(bundle, scene, tmp_path):
+    ok = _cli(
+        bundle,
+        scene,
+        "--out",
+        tmp_path / "r",
+        "--workers",
+        0,
+        "--no-progress",
+        "--backend",
+        "torch",
+    )
     assert ok.exit_code == 0, ok.output
     assert "1/1 scene(s) ok" in ok.output
+    assert read_detections(tmp_path / "r").num_rows > 0
+
+
+def test_cli_draws_a_progress_bar_only_when_asked(bundle, scene, tmp_path):
+    """CliRunner's stderr is no terminal: no bar by default (job logs stay readable)."""
+    args = [bundle, scene, "--workers", 0, "--backend", "torch"]
+    plain = _cli(*args, "--out", tmp_path / "a")
+    shown = _cli(*args, "--out", tmp_path / "b", "--progress")
+    quiet = _cli(
+        *args, "--out", tmp_path / "c", "--progress", "--quiet"
+    )  # the old flag still works
+    assert plain.exit_code == shown.exit_code == quiet.exit_code == 0, plain.output + shown.output
+    assert "region" in shown.stderr and "MP/s" in shown.stderr
+    assert "region" not in plain.stderr and "region" not in quiet.stderr
+
+
+@pytest.mark.parametrize(
+    "option,value,named",
+    [
+        ("--threshold", "1.5", "threshold"),
+        ("--region-size", "32", "region_size"),
+        ("--scale", "gamma:2", "--scale"),
+        ("--bands", "r,g,b", "band numbers"),
+        ("--mode", "tiles", "--mode"),
+        ("--workers", "-1", "workers"),
+        ("--stride", "0", "stride"),
+        ("--stride", "4", "--mode fcn scores at the bundle's output stride"),
+        ("--backend", "tflite", "--backend"),
+    ],
+)
+def test_cli_rejects_bad_option_values_before_any_work(
+    bundle, scene, tmp_path, option, value, named
+):
+    res = _cli(bundle, scene, "--out", tmp_path / "r", option, value)
+    assert res.exit_code == 2, res.output
+    (error,) = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert named in error and value.lstrip("-") in error
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert not (tmp_path / "r").exists()
+
+
+def _not_a_bundle(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.tar").write_text("not a tar")
+    return tmp_path / "empty", tmp_path / "notes.tar"
+
+
+def test_cli_names_a_missing_or_wrong_bundle_in_one_line(bundle, scene, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle, broken)
+    (broken / "bundle.json").write_text("{not json")
+    empty, not_tar = _not_a_bundle(tmp_path)
+    cases = {
+        tmp_path / "nope": "no such model bundle",
+        empty: "bundle has no bundle.json",
+        not_tar: "not a bundle directory or .tar",
+        broken: "not valid JSON",
+    }
+    for path, reason in cases.items():
+        res = _cli(path, scene, "--out", tmp_path / "r", "--workers", 0)
+        assert res.exit_code == 1, res.output
+        assert res.output.count("\n") == 1 and res.output.startswith("Error: "), res.output
+        assert reason in res.output and str(path) in res.output
+        assert isinstance(res.exception, SystemExit)  # a message, not a traceback
+
+
+def test_cli_exits_1_when_a_scene_fails(bundle, scene, tmp_path):
+    res = _cli(bundle, scene, tmp_path / "missing.tif", "--out", tmp_path / "r", "--workers", 0,
+               "--no-progress", "--backend", "torch")  # fmt: skip
+    assert res.exit_code == 1, res.output
+    assert "1/2 scene(s) ok" in res.output

@@ -17,7 +17,7 @@ def inputs(tmp_path_factory):
 
 
 def run_cli(bundle, scenes, out, *options):
-    args = [str(bundle), *map(str, scenes), "--out", str(out), "--workers", "0", "--quiet"]
+    args = [str(bundle), *map(str, scenes), "--out", str(out), "--workers", "0", "--no-progress"]
     return CliRunner().invoke(detect, [*args, *options])
 
 

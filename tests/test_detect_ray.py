@@ -86,7 +86,7 @@ def test_ray_job_submit_detects_against_a_started_head(ray_head, inputs):
     out = ray_head.tmp / "reports"
     job = ray_head.submit(
         "jobs.detect", str(bundle), *map(str, scenes), "--out", str(out), "--workers", "1",
-        "--backend", "torch", "--region-size", "256", "--quiet",
+        "--backend", "torch", "--region-size", "256", "--no-progress",
     )  # fmt: skip
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert "2/2 scene(s) ok" in job.stdout

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import gzip
+import hashlib
 import itertools
 import re
 import shlex
@@ -26,7 +27,6 @@ from storage.uri import is_s3
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = Path(__file__).parent / "data" / "kuberay"
-SHARED_CRD_DIR = REPO.parent / "shared" / "kuberay"
 CRD_FILES = {
     "RayCluster": "ray.io_rayclusters.yaml",
     "RayJob": "ray.io_rayjobs.yaml",
@@ -180,12 +180,15 @@ def test_kuberay_manifest_matches_its_crd(where: str, doc: dict) -> None:
     assert not errors, f"{where} is not accepted by KubeRay's CRD:\n" + "\n".join(errors)
 
 
-@pytest.mark.skipif(not SHARED_CRD_DIR.is_dir(), reason="no ../shared/kuberay beside the repo")
 @pytest.mark.parametrize("kind", sorted(CRD_FILES))
-def test_vendored_crds_are_the_shared_ones(kind: str) -> None:
-    assert vendored_crd(kind) == (SHARED_CRD_DIR / CRD_FILES[kind]).read_bytes(), (
-        f"tests/data/kuberay/{CRD_FILES[kind]}.gz differs from {SHARED_CRD_DIR}: re-vendor it "
-        "(tests/data/kuberay/README.md)"
+def test_vendored_crds_are_the_upstream_files(kind: str) -> None:
+    """Each vendored CRD is byte for byte the upstream file whose SHA-256 its README records."""
+    readme = (CRD_DIR / "README.md").read_text()
+    recorded = re.search(rf"`{re.escape(CRD_FILES[kind])}`\s*\|\s*`([0-9a-f]{{64}})`", readme)
+    assert recorded, f"tests/data/kuberay/README.md records no SHA-256 for {CRD_FILES[kind]}"
+    assert hashlib.sha256(vendored_crd(kind)).hexdigest() == recorded[1], (
+        f"tests/data/kuberay/{CRD_FILES[kind]}.gz is not the upstream file the README names: "
+        "re-vendor it (tests/data/kuberay/README.md)"
     )
 
 
@@ -607,22 +610,15 @@ def test_recipes_run_job_modules_the_cli_has() -> None:
 
 
 def test_recipes_parse_with_the_cli() -> None:
-    """Once `jobs.X` exists, each recipe's arguments parse with its click command (names, types,
-    required options), without running it."""
-    cli = pytest.importorskip("jobs.cli", reason="jobs.cli is not written yet")
+    """Each recipe's arguments parse with its click command (names, types, required options),
+    without running it."""
     import click
 
-    group = getattr(cli, "main", None)
-    if not isinstance(group, click.Group):
-        pytest.skip("jobs.cli.main is not a click group")
+    from jobs.cli import main as group
+
     wrong, missing = [], set()
     for where, module, args in recipes():
-        try:  # jobs.cli's group imports each command's module lazily
-            command = group.get_command(click.Context(group), module)
-        except ModuleNotFoundError as e:
-            if e.name != f"jobs.{module}":
-                raise
-            command = None
+        command = group.get_command(click.Context(group), module)  # imports jobs.<module>
         if command is None:
             missing.add(module)
             continue
@@ -633,8 +629,7 @@ def test_recipes_parse_with_the_cli() -> None:
                 f"{where}: python -m jobs.{module} {shlex.join(args)}: {e.format_message()}"
             )
     assert not wrong, "\n".join(wrong)
-    if missing:
-        pytest.skip(f"not written yet, so not checked: {', '.join(sorted(missing))}")
+    assert not missing, f"recipes run commands `whalescan` lacks: {sorted(missing)}"
 
 
 def _paths_need_not_exist(command):
@@ -689,10 +684,10 @@ def test_remote_working_dirs_are_zips_the_image_can_fetch() -> None:
 
 def _parsed_recipes(*modules: str) -> list[tuple[str, str, dict]]:
     """(where, module, click params) of every recipe of `modules`, parsed with the real CLI."""
-    cli = pytest.importorskip("jobs.cli", reason="jobs.cli is not written yet")
     import click
 
-    group = cli.main
+    from jobs.cli import main as group
+
     parsed = []
     for where, module, args in recipes():
         if module in modules:

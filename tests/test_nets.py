@@ -14,11 +14,6 @@ from models.fcn import heatmap_cells, to_fcn
 from models.nets import build_classifier
 
 
-def _eval(model):
-    torch.manual_seed(0)
-    return model.eval()
-
-
 @pytest.mark.parametrize("input_size", [32, 48])
 def test_whalenet_fcn_equals_sliding_window(input_size):
     """Slow, obvious reference: classify every stride-aligned window; compare with one FCN pass."""

@@ -38,3 +38,45 @@ def test_options_do_not_import_the_cli_or_torch():
     subprocess.run(
         [sys.executable, "-c", code], check=True, timeout=60, cwd=Path(__file__).parents[1]
     )
+
+
+def test_detect_scan_and_train_share_one_progress_option():
+    from jobs.train import train
+
+    def progress(command):
+        (p,) = [p for p in command.params if p.name == "progress"]
+        return p.opts, p.secondary_opts, p.default, p.help
+
+    assert progress(detect) == progress(scan) == progress(train)
+    assert progress(detect)[:2] == (["--progress"], ["--no-progress"])
+
+
+class _Stderr:
+    def __init__(self, tty: bool):
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_defaults_to_whether_stderr_is_a_terminal(monkeypatch):
+    import click
+
+    from jobs.options import progress_option
+
+    @click.command()
+    @progress_option
+    def command(progress):
+        return progress
+
+    for tty in (True, False):
+        monkeypatch.setattr(sys, "stderr", _Stderr(tty))
+        assert command.main([], standalone_mode=False) is tty
+        assert command.main(["--progress"], standalone_mode=False) is True
+        assert command.main(["--no-progress"], standalone_mode=False) is False

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.windows import Window
 
-from tiling.grid import Region
+from tiling.grid import Region, plan_regions
 from tiling.heatmap import find_peaks
 from tiling.region_boxes import (
     DecodeParams,
@@ -102,6 +102,40 @@ def _sorted(boxes: np.ndarray, scores: np.ndarray) -> list[tuple]:
     return sorted(zip(map(tuple, boxes.round(9).tolist()), scores.tolist(), strict=True))
 
 
+def _random_heat(rng, params: DecodeParams, width: int, height: int, density: float):
+    """A scene-wide heatmap on the untiled region's grid and its valid mask: sparse bright blobs
+    on a low background, some values quantised for plateaus, some nodata pixels."""
+    whole = _untiled(width, height, params)
+    rows, cols = _cells(whole.read, params)
+    heat = rng.random((rows, cols)).astype(np.float32) * 0.4
+    bright = rng.random((rows, cols)) < density
+    heat[bright] = np.round(rng.uniform(0.5, 1.0, bright.sum()), 1)
+    valid = np.zeros((int(whole.read.height), int(whole.read.width)), bool)
+    h = params.halo
+    valid[h : h + height, h : h + width] = rng.random((height, width)) > 0.05
+    return whole, heat, valid
+
+
+def _tiled(whole: Region, heat, valid, regions, params: DecodeParams) -> list[tuple]:
+    """Each region's boxes from its slice of the scene-wide heatmap and mask, all together."""
+    got_boxes, got_scores = [], []
+    for region in regions:
+        r0 = (int(region.read.row_off) - int(whole.read.row_off)) // params.stride
+        c0 = (int(region.read.col_off) - int(whole.read.col_off)) // params.stride
+        r_rows, r_cols = _cells(region.read, params)
+        y0 = int(region.read.row_off) - int(whole.read.row_off)
+        x0 = int(region.read.col_off) - int(whole.read.col_off)
+        b, s = region_boxes(
+            heat[r0 : r0 + r_rows, c0 : c0 + r_cols],
+            valid[y0 : y0 + int(region.read.height), x0 : x0 + int(region.read.width)],
+            region,
+            params,
+        )
+        got_boxes.append(b)
+        got_scores.append(s)
+    return _sorted(np.concatenate(got_boxes), np.concatenate(got_scores))
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -119,32 +153,28 @@ def test_tiled_equals_untiled_on_random_heatmaps(
     """Slicing one scene-wide heatmap into the regions' read windows changes no box or score."""
     params = DecodeParams(stride, window, box_size, threshold=0.5, nms_iou=0.3)
     rng = np.random.default_rng(seed)
-    whole = _untiled(width, height, params)
-    rows, cols = _cells(whole.read, params)
-    # Sparse bright blobs on a low background, with some quantised values for plateaus.
-    heat = rng.random((rows, cols)).astype(np.float32) * 0.4
-    bright = rng.random((rows, cols)) < density
-    heat[bright] = np.round(rng.uniform(0.5, 1.0, bright.sum()), 1)
-    valid = np.zeros((int(whole.read.height), int(whole.read.width)), bool)
-    h = params.halo
-    valid[h : h + height, h : h + width] = rng.random((height, width)) > 0.05  # some nodata
+    whole, heat, valid = _random_heat(rng, params, width, height, density)
+    expected = _sorted(*region_boxes(heat, valid, whole, params))
+    regions = plan_scene_regions(width, height, core, params)
+    assert _tiled(whole, heat, valid, regions, params) == expected
 
-    expected = region_boxes(heat, valid, whole, params)
-    got_boxes, got_scores = [], []
-    for region in plan_scene_regions(width, height, core, params):
-        r0 = (int(region.read.row_off) - int(whole.read.row_off)) // stride
-        c0 = (int(region.read.col_off) - int(whole.read.col_off)) // stride
-        r_rows, r_cols = _cells(region.read, params)
-        y0, x0 = int(region.read.row_off) + h, int(region.read.col_off) + h
-        b, s = region_boxes(
-            heat[r0 : r0 + r_rows, c0 : c0 + r_cols],
-            valid[y0 : y0 + int(region.read.height), x0 : x0 + int(region.read.width)],
-            region,
-            params,
-        )
-        got_boxes.append(b)
-        got_scores.append(s)
-    assert _sorted(np.concatenate(got_boxes), np.concatenate(got_scores)) == _sorted(*expected)
+
+def test_a_halo_short_of_the_peak_neighbourhood_makes_tiling_visible():
+    """The halo is load-bearing: with detect's parameters for a 64-px whalenet, read windows
+    grown by window/2 + one cell (the outermost owned peaks lack their neighbourhood) change
+    the boxes of random heatmaps; the planned halo does not."""
+    params = DecodeParams(stride=8, window=64, box_size=32.0)
+    short = params.window // 2 + params.stride
+    assert short < params.halo
+    differs = []
+    for seed in range(4):
+        whole, heat, valid = _random_heat(np.random.default_rng(seed), params, 300, 260, 0.15)
+        expected = _sorted(*region_boxes(heat, valid, whole, params))
+        planned = plan_scene_regions(300, 260, 64, params)
+        assert _tiled(whole, heat, valid, planned, params) == expected
+        too_short = plan_regions(300, 260, 64, short, params.stride)
+        differs.append(_tiled(whole, heat, valid, too_short, params) != expected)
+    assert all(differs)
 
 
 def test_invalid_cells_never_give_boxes():

@@ -17,8 +17,17 @@ from PIL import Image
 
 from jobs.detect import DetectConfig, run_detect
 from jobs.report import report
-from reports.overview import BOX_RGB, Display, Overview, draw_boxes, read_overview
-from tests.helpers import noise_scene, read_detections, read_scene_rows, untrained_bundle
+from reports.charts import pr_chart
+from reports.overview import BOX_RGB, TRUTH_RGB, Display, Overview, draw_boxes, read_overview
+from reports.store import open_store
+from tests.helpers import (
+    noise_scene,
+    read_detections,
+    read_scene_rows,
+    record_attempt,
+    untrained_bundle,
+    write_tif,
+)
 from tiling.bands import Scaling
 from tiling.scene import open_scene
 
@@ -74,6 +83,90 @@ def built(tmp_path_factory, bundle):
     )
     assert result.exit_code == 0, result.output
     return {"scene": scene, "bad": bad, "reports": reports, "out": out, "stdout": result.output}
+
+
+FACE_RGB, ALARM_RGB = (210, 40, 40), (40, 200, 60)
+TRUTH_BOXES = [[40, 40, 64, 64], [200, 100, 224, 124], [120, 220, 144, 244]]  # 2nd, 3rd missed
+ALARMS = [[300, 200, 324, 224], [330, 40, 354, 64]]
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """A scene with red faces (one found, two missed) and green false alarms, recorded as a
+    detect attempt, its labels CSV, then ``whalescan report --labels`` in-process."""
+    d = tmp_path_factory.mktemp("labelled")
+    data = np.full((3, 300, 400), 90, np.uint8)
+    for boxes, rgb in ((TRUTH_BOXES, FACE_RGB), (ALARMS, ALARM_RGB)):
+        for x0, y0, x1, y1 in boxes:
+            data[:, y0:y1, x0:x1] = np.array(rgb, np.uint8)[:, None, None]
+    scene = write_tif(d / "faces.tif", data)
+    dets = [(TRUTH_BOXES[0], 0.9), (ALARMS[0], 0.8), (ALARMS[1], 0.3)]
+    record_attempt(open_store(d / "reports"), scene, dets)
+    labels = d / "labels.csv"
+    rows = ["image_path,xmin,ymin,xmax,ymax,label"]
+    rows += [f"faces.tif,{x0},{y0},{x1},{y1},whale_face" for x0, y0, x1, y1 in TRUTH_BOXES]
+    labels.write_text("\n".join(rows) + "\n")
+    out = d / "html"
+    args = [str(d / "reports"), "--out", str(out), "--labels", str(labels), "--top", "1"]
+    result = CliRunner().invoke(report, args)
+    assert result.exit_code == 0, result.output
+    return {"out": out, "scene": scene}
+
+
+def test_labels_add_pr_curves_and_thumbnails_of_misses_and_false_alarms(labelled):
+    out = labelled["out"]
+    text = (out / "index.html").read_text()
+    images = parse(text).images
+    by_alt = {}
+    for img in images:
+        by_alt.setdefault(img["alt"], []).append(img)
+        with Image.open(out / img["src"]) as im:
+            assert im.size == (int(img["width"]), int(img["height"]))
+    assert len(by_alt["precision/recall curve"]) == 2  # all scenes, and the scene
+    assert "Misses (2 by centre in box, 1 shown)" in text  # --top 1 caps the thumbnails
+    assert "False alarms (2 by centre in box, 1 shown)" in text
+    (miss,) = by_alt["missed face"]
+    (alarm,) = by_alt["false alarm"]
+    for img, rgb in ((miss, FACE_RGB), (alarm, ALARM_RGB)):
+        pixels = np.asarray(Image.open(out / img["src"]).convert("RGB"), np.float64)
+        h, w, _ = pixels.shape
+        centre = pixels[h // 2 - 3 : h // 2 + 3, w // 2 - 3 : w // 2 + 3].reshape(-1, 3).mean(0)
+        assert np.argmax(centre) == int(np.argmax(rgb)), (img["src"], centre)
+    # the overview outlines labelled faces in cyan under the yellow detections
+    (overview,) = by_alt["overview with detections"]
+    drawn = np.asarray(Image.open(out / overview["src"]).convert("RGB"), np.float64)
+    f = drawn.shape[1] / 400
+    for (x0, y0, _x1, y1), rgb in ((TRUTH_BOXES[1], TRUTH_RGB), (TRUTH_BOXES[0], BOX_RGB)):
+        edge = drawn[round(y0 * f) + 3 : round(y1 * f) - 3, round(x0 * f)]
+        assert np.median(np.abs(edge - rgb).max(axis=1)) < 60, (x0, y0)
+    assert "labelled faces cyan" in text
+    # the miss shown is the first missed label (px 200, 100, ...); the alarm the best-scored one
+    assert "missed face, px 200, 100, 224, 124" in text
+    assert "score 0.800, px 300, 200, 324, 224" in text
+    # the metrics table: 1 of 3 faces found, 2 false alarms, by IoU and by centre
+    assert re.search(
+        r"centre in box</td><td class=\"n\">3</td><td class=\"n\">3</td>"
+        r"<td class=\"n\">1</td><td class=\"n\">2</td><td class=\"n\">2</td>",
+        text,
+    )
+
+
+def test_pr_chart_draws_each_curve_in_its_colour():
+    chart = pr_chart(
+        {"a": (np.array([0.5, 1.0]), np.array([1.0, 1.0])), "b": (np.array([0.5]), np.array([0.5]))}
+    )
+    pixels = np.asarray(chart)
+    left, right, top, bottom = 40, chart.width - 12, 24, chart.height - 34
+    x_mid = round(left + 0.75 * (right - left))
+    assert tuple(pixels[top, x_mid]) == (31, 119, 180)  # a: precision 1 at recall 0.5..1
+    y_half = round(bottom - 0.5 * (bottom - top))
+    assert tuple(pixels[y_half - 8, round(left + 0.5 * (right - left))]) == (
+        214,
+        39,
+        40,
+    )  # b's drop
+    with pytest.raises(ValueError, match="1–3 curves"):
+        pr_chart({})
 
 
 def test_every_image_exists_with_the_size_the_page_says(built):
@@ -195,8 +288,9 @@ def test_s3_reports_of_s3_scenes(s3_server, bundle, tmp_path):
     shutil.which(CHROMIUM) is None,
     reason=f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium)",
 )
-def test_chromium_loads_every_image(built, tmp_path):
-    index = built["out"] / "index.html"
+@pytest.mark.parametrize("which", ["built", "labelled"])
+def test_chromium_loads_every_image(which, request, tmp_path):
+    index = request.getfixturevalue(which)["out"] / "index.html"
     cmd = [
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run", "--disable-background-networking", "--disable-component-update",

@@ -6,6 +6,7 @@ pyarrow reading the reports back.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -38,7 +39,7 @@ def bundle(tmp_path_factory):
 
 def _detect_cmd(bundle, scenes, out, *extra) -> list[str]:
     return [sys.executable, "-m", "jobs.cli", "detect", str(bundle), *map(str, scenes),
-            "--out", str(out), "--workers", "0", "--backend", "torch", "--quiet", *extra]  # fmt: skip
+            "--out", str(out), "--workers", "0", "--backend", "torch", "--no-progress", *extra]  # fmt: skip
 
 
 def _env() -> dict[str, str]:
@@ -204,3 +205,34 @@ def test_compaction_keeps_each_keys_latest_attempt_and_loses_none_written_meanwh
     assert len(segments) == 3 and all(n.startswith("compacted-") for n in segments)
     q = load_query("failed_scenes", reports=tmp_path / "reports")  # SQL reads segments alike
     assert sorted(r[4] for r in duckdb.sql(q).fetchall()) == sorted(written.values())
+
+
+def test_other_parameters_are_another_result_never_an_overwrite(bundle, tmp_path):
+    scene = noise_scene(tmp_path / "scene.tif", 700, 500, seed=5)
+    out = tmp_path / "reports"
+    default = _run(bundle, scene, out)
+    (first_file,) = out.glob("detections/*/*.parquet")
+    first_bytes = first_file.read_bytes()
+
+    lower = _run(bundle, scene, out, threshold=0.3)  # not "already done", not an overwrite
+    assert not lower.reused and lower.status == "ok"
+    assert lower.detections >= default.detections  # a lower threshold keeps as many or more
+    assert first_file.read_bytes() == first_bytes  # the default result is untouched
+    assert len(list(out.glob("detections/*/*.parquet"))) == 2  # two keys, two files
+    ledger = read_ledger(open_store(out)).to_pylist()
+    assert sorted(r["detections"] for r in ledger) == [default.detections, lower.detections]
+    thresholds = sorted(json.loads(r["parameters"])["threshold"] for r in ledger)
+    assert thresholds == [0.3, 0.5]  # the rows say which settings made them
+
+    # Same settings again: both are done; a setting outside the key (region size) is too.
+    assert _run(bundle, scene, out).reused and _run(bundle, scene, out, threshold=0.3).reused
+    assert _run(bundle, scene, out, region_size=256).reused
+    assert not _run(bundle, scene, out, scale="none").reused  # scaling is part of the key
+
+    # A scan with another threshold plans the scene as new work; with the default, as done.
+    from jobs.scan import ScanConfig, plan_scan
+
+    source = scene.parent
+    assert plan_scan(ScanConfig(str(source), str(bundle), str(out))).unchanged == 1
+    other = plan_scan(ScanConfig(str(source), str(bundle), str(out), threshold=0.7))
+    assert [p.ref.uri for p in other.todo] == [str(scene)] and other.unchanged == 0

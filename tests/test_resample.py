@@ -44,7 +44,8 @@ def test_plan_grid_native_when_unknown_or_close():
     assert plan_grid(1000, 800, Gsd(0.1, 0.1), None).is_native
     # UTM's 0.9996 scale factor must not resample a 10 cm scene for a 10 cm model
     assert plan_grid(1000, 800, Gsd(0.10004, 0.10004), 0.1).is_native
-    assert not plan_grid(1000, 800, Gsd(0.098, 0.1), 0.1).is_native
+    assert plan_grid(1000, 800, Gsd(0.1012, 0.0984), 0.1).is_native  # EPSG:4326's 1-2 %
+    assert not plan_grid(1000, 800, Gsd(0.094, 0.1), 0.1).is_native
 
 
 @pytest.mark.parametrize(("gsd", "target"), [(0.03, 0.1), (0.08, 0.05), (0.05, 0.05 * 1.7)])
@@ -206,7 +207,7 @@ def test_matching_overviews_are_read_as_they_are(tmp_path):
 def test_scored_grid_covers_exactly_the_scene(f, w, h):
     g = plan_grid(w, h, Gsd(0.05, 0.05), 0.05 * f)
     if g.is_native:
-        assert abs(f - 1) <= 0.0100001
+        assert abs(f - 1) <= 0.0500001
         return
     right, bottom = g.to_native(np.array([[0, 0, g.width, g.height]]))[0, 2:]
     assert w <= right < w + g.fx and h <= bottom < h + g.fy

@@ -143,15 +143,24 @@ def test_boxes_come_back_in_native_pixels(bundle_5cm, scene_3cm, tmp_path):
     (o,) = _detect(bundle_5cm, [resampled], tmp_path / "ref")
     assert o.px_scale == 1.0  # already at the bundle's GSD: scored natively
     _detect(bundle_5cm, [scene_3cm], tmp_path / "scaled")
-    ref_boxes, ref_scores = _boxes(tmp_path / "ref")
-    boxes, scores = _boxes(tmp_path / "scaled")
+    f, grid = sampling.grid.fx, sampling.grid
+    # Past the edge both reads take the scene's median colour, which resampling shifts a little:
+    # compare boxes whose windows and peak neighbourhoods (48 px at 5 cm) lie inside the scene.
+    ref_boxes, ref_scores = _inside(*_boxes(tmp_path / "ref"), grid.width, grid.height, 1.0)
+    boxes, scores = _inside(*_boxes(tmp_path / "scaled"), grid.width, grid.height, f)
     assert len(ref_boxes) > 10
-    f = sampling.grid.fx
     np.testing.assert_allclose(boxes, ref_boxes * f, atol=1e-5)
     np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
     # a box is the bundle's box size at 5 cm: 5/3 as many 3 cm pixels
     sides = boxes[:, 2] - boxes[:, 0]
     np.testing.assert_allclose(sides, load_bundle(bundle_5cm).box_size_px * f)
+
+
+def _inside(boxes, scores, width: int, height: int, f: float, margin: float = 48.0):
+    """The boxes (and scores) whose centres, in 5 cm px (÷ ``f``), are ``margin`` px inside."""
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / (2 * f), (boxes[:, 1] + boxes[:, 3]) / (2 * f)
+    keep = (cx >= margin) & (cy >= margin) & (cx <= width - margin) & (cy <= height - margin)
+    return boxes[keep], scores[keep]
 
 
 def test_gsd_flag_stands_in_for_missing_georeferencing(bundle_5cm, scene_3cm, tmp_path, caplog):
@@ -275,3 +284,17 @@ def test_scenes_table_records_gsd_and_scale(bundle_5cm, scene_3cm, tmp_path):
         f"SELECT count(*) FROM read_parquet('{glob}', union_by_name = true) WHERE px_scale > 1.5"
     ).fetchall()
     assert n == 1
+
+
+def test_detect_cli_reports_the_scale(bundle_5cm, scene_3cm, tmp_path):
+    from click.testing import CliRunner
+
+    from jobs.detect import detect as detect_cli
+
+    args = [str(bundle_5cm), str(scene_3cm), "--out", str(tmp_path / "r"), "--workers", "0",
+            "--backend", "torch"]  # fmt: skip
+    res = CliRunner().invoke(detect_cli, args)
+    assert res.exit_code == 0, res.output
+    assert "GSD 3.0 cm/px, scored at ×0.60" in res.output
+    bad = CliRunner().invoke(detect_cli, [*args, "--gsd", "0"])
+    assert bad.exit_code == 2 and "gsd" in bad.output

@@ -4,8 +4,9 @@ Models are trained on 8-bit RGB chips. ``--scale auto`` (the default) maps other
 scale without changing its contrast: 8-bit data passes through; integer data wider than 8 bits is
 divided by its bit depth: the file's own (the ``NBITS`` tag GDAL reports for packed and unpacked
 12-bit GeoTIFFs), else the smallest of 10/12/14/16 bits that holds the 99.99th percentile of the
-scene's overview (so 12-bit-in-16-bit imagery without the tag is read as 12-bit); float data ≤ 1 is treated
-as reflectance (× 255), larger floats are stretched between the 0.1th and 99.9th percentiles.
+scene's overview (so 12-bit-in-16-bit imagery without the tag is read as 12-bit); float data ≤ 1
+is treated as reflectance (× 255), larger floats are stretched between the 0.1th and 99.9th
+percentiles. Pixels outside the scene and nodata take the scene's median colour (``fill``).
 Explicit specs: ``none``, ``bits:N``, ``range:LO,HI``, ``percentile:P1,P2``.
 """
 
@@ -78,15 +79,17 @@ def parse_scale(spec: str) -> tuple[str, tuple[float, ...]]:
 
 def resolve_scaling(ds: rasterio.DatasetReader, bands: tuple[int, ...], spec: str) -> Scaling:
     """The :class:`Scaling` for ``bands`` of ``ds`` under ``spec`` (statistics from an overview)."""
-    offset, gain = _linear(ds, bands, spec)
-    median = np.nan_to_num(_nanmedian(_sample(ds, bands)), nan=0.0)
+    sample = _sample(ds, bands)
+    offset, gain = _linear(ds, bands, spec, sample)
+    median = np.nan_to_num(_nanmedian(sample), nan=0.0)
     fill = tuple(
         float(np.clip((m - o) * g, 0, 255)) for m, o, g in zip(median, offset, gain, strict=True)
     )
     return Scaling(offset, gain, fill)
 
 
-def _linear(ds, bands: tuple[int, ...], spec: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _linear(ds, bands: tuple[int, ...], spec: str, sample: np.ndarray):
+    """(offset, gain) per band under ``spec``; ``sample``: the scene's decimated valid pixels."""
     kind, args = parse_scale(spec)
     n = len(bands)
     dtype = np.dtype(ds.dtypes[bands[0] - 1])
@@ -94,9 +97,9 @@ def _linear(ds, bands: tuple[int, ...], spec: str) -> tuple[tuple[float, ...], t
         if dtype == np.uint8:
             kind = "none"
         elif dtype.kind in "ui":
-            kind, args = "bits", (metadata_bits(ds, bands) or _bit_depth(_sample(ds, bands)),)
+            kind, args = "bits", (metadata_bits(ds, bands) or _bit_depth(sample),)
         else:
-            hi = float(np.nanmax(_sample(ds, bands)))
+            hi = float(np.nanmax(sample))
             kind, args = ("range", (0.0, 1.0)) if hi <= 1.0 else ("percentile", (0.1, 99.9))
     if kind == "none":
         return (0.0,) * n, (1.0,) * n
@@ -105,7 +108,6 @@ def _linear(ds, bands: tuple[int, ...], spec: str) -> tuple[tuple[float, ...], t
     if kind == "range":
         lo, hi = args
         return (lo,) * n, (255.0 / max(hi - lo, 1e-12),) * n
-    sample = _sample(ds, bands)
     lo = np.nanpercentile(sample, args[0], axis=(1, 2))
     hi = np.nanpercentile(sample, args[1], axis=(1, 2))
     gain = tuple(

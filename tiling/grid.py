@@ -25,12 +25,17 @@ class Region:
 
 
 def required_halo(window: int, stride: int, box_size: float, peak_radius: int) -> int:
-    """Smallest stride-aligned halo (pixels) that makes tiling invisible.
+    """A stride-aligned halo (pixels) that makes tiling invisible: a sufficient bound, not the least.
 
     A detection owned by the core depends on the heatmap cells within ``peak_radius + 1`` cells of
     its peak (peak test + centre refinement) and on overlapping detections (within ``box_size``)
     that NMS compares it with, which depend on their own neighbourhoods in turn. Each cell reads
     ``window`` pixels around its centre, so: halo ≥ window/2 + box_size + 2·(peak_radius + 1)·stride.
+
+    The bound covers one step of NMS (a suppressor and its neighbourhood), not chains of boxes
+    suppressing boxes that suppress others: at the detector's NMS IoU of 0.3 tiled == untiled
+    (``tests/test_region_boxes.py``); at a much lower IoU (≤ 0.1) such chains can reach past
+    the halo on dense heatmaps.
     """
     need = window / 2 + box_size + 2 * (peak_radius + 1) * stride
     return int(math.ceil(need / stride)) * stride

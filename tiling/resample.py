@@ -39,11 +39,13 @@ from rasterio.vrt import WarpedVRT
 from tiling.gsd import Gsd
 from tiling.scene import SceneError
 
-__all__ = ["SCALE_TOLERANCE", "ScoredGrid", "ScoredView", "plan_grid"]
+__all__ = ["SCALE_TOLERANCE", "ScoredGrid", "ScoredView", "candidate_overviews", "plan_grid"]
 
-SCALE_TOLERANCE = 0.01
-"""Scales within 1 % of a candidate (native, an overview) use it: training jitters face sizes by
-±10 %, and UTM's 0.9996 scale factor must not make a 10 cm scene resample to 10.004 cm."""
+SCALE_TOLERANCE = 0.05
+"""Scales within 5 % of a candidate (native, an overview) use it as it is: training jitters face
+sizes by ±10 % (synth.units.SIZE_JITTER), while a warp costs a pass over every source pixel. So
+UTM's 0.9996 scale factor, or the 1–2 % anisotropy of a scene reprojected to EPSG:4326, never
+makes a 10 cm scene resample for a 10 cm model."""
 
 _PIXEL_CRS = "EPSG:3857"  # a label only: the same on both sides, so the warp is the affine alone
 

@@ -14,8 +14,7 @@ Written against the TensorRT 10.x/11.x Python API:
   ``cuda_stream`` handle), so neither pycuda nor cuda-python is needed.
 
 ``tensorrt`` is imported only when the backend is built. The functions that do not need it
-(:func:`io_tensor_names`, :func:`bind_and_execute`, :func:`expected_output_shape`, the profile
-and cache key) are tested here against fake engine/context objects.
+(:func:`io_tensor_names`, :func:`bind_and_execute`, the profile and cache key) are tested here against fake engine/context objects.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ from models.engine_cache import (
     write_engine,
 )
 from models.export import artifact_sha256, directory_lock, onnx_path
-from models.fcn import heatmap_cells
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +114,6 @@ def bind_and_execute(
     if not context.execute_async_v3(stream_handle):
         raise RuntimeError("tensorrt: execute_async_v3 failed (see the TensorRT log)")
     return result
-
-
-def expected_output_shape(shape: tuple[int, ...], bundle: Bundle) -> tuple[int, int, int]:
-    """(N, H', W') of the heatmap for an (N, 3, H, W) input (exact for unpadded nets)."""
-    n, _, h, w = shape
-    cells = functools.partial(
-        heatmap_cells, input_size=bundle.input_size, stride=bundle.output_stride
-    )
-    return (n, cells(h), cells(w))
 
 
 def batch_for_tile(tile_hw: tuple[int, int], pixels: int = BATCH_PIXELS) -> int:
