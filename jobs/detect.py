@@ -2,8 +2,9 @@
 
 Each actor loads the bundle and its backend once (one GPU per actor where GPUs exist). At most
 two regions per actor are in flight (one scoring, one reading ahead), so memory stays flat however
-many scenes are queued; a scene's files are written as soon as its last region is back. Actors
-are restarted by Ray if their process dies and their regions rerun, so output equals a clean run.
+many scenes are queued; a scene's files are written as soon as its last region is back. A region
+whose actor dies (process or node lost) runs again on a live actor (``jobs.region_pool``), so
+output equals a clean run.
 """
 
 from __future__ import annotations
