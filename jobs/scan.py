@@ -349,7 +349,7 @@ def plan_scan(
 
     The comparison is columnar (pyarrow): the ledger's latest attempt per scene key
     (``reports.ledger.read_ledger``, a few columns of a compacted table) against the listing,
-    so planning over 1M objects and 1M ledger rows takes seconds and ~0.5 GB (bench/README.md).
+    so planning over 1M objects and 1M ledger rows takes ~18 s of CPU and < 1 GiB (bench/README.md).
     Keys come from the run stamp detection will write with (model, mode, result-affecting
     settings), so a scan with other settings plans the scenes as new work. ``pages`` /
     ``stamp``: a listing and a ``reports.run.RunStamp`` to use instead of the source's and the
