@@ -283,7 +283,7 @@ def main(ctx, bundles, sizes, whales, seed, hard, contenders, region_size, scene
                 click.echo(f"\n{size}² ({n} whales, seed {seed}), {b.kind} {b.arch} {bundle}")
                 click.echo(table(rows))
                 runs.append({"size": size, "whales": n, "seed": seed, "hard": hard,
-                             "bundle": bundle, "kind": b.kind, "arch": b.arch,
+                             "bundle": Path(bundle).name, "kind": b.kind, "arch": b.arch,
                              "weights_sha256": b.weights_sha256, "rows": rows})  # fmt: skip
             if not scene_dir:
                 scene.unlink()
