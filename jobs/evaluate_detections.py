@@ -9,7 +9,6 @@ REPORTS is a directory or ``s3://bucket/prefix``; LABELS a DeepForest CSV or a v
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import numpy as np
 
 from jobs.chips import labels_options
 from jobs.options import verbose_option
+from reports.evaluate import check_iou_threshold
+from reports.store import check_reports_root
 from reports.truth import match_report
 
 __all__ = ["EvaluateConfig", "box_iou", "evaluate", "format_evaluation", "run_evaluate"]
@@ -34,14 +35,8 @@ class EvaluateConfig:
     point_box_m: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.reports:
-            raise ValueError(
-                "EvaluateConfig.reports is empty: give a directory or s3://bucket/prefix"
-            )
-        if not (
-            isinstance(self.iou, int | float) and math.isfinite(self.iou) and 0 < self.iou <= 1
-        ):
-            raise ValueError(f"EvaluateConfig.iou={self.iou!r}: expected a number in (0, 1]")
+        check_reports_root(self.reports, "EvaluateConfig.reports")
+        check_iou_threshold(self.iou, "EvaluateConfig.iou")
 
 
 def box_iou(det_boxes: np.ndarray, truth_boxes: np.ndarray) -> np.ndarray:

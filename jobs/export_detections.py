@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from jobs.options import verbose_option
+from reports.store import check_reports_root
 
 __all__ = ["ExportDetectionsConfig", "export_detections", "run_export_detections"]
 
@@ -28,10 +29,7 @@ class ExportDetectionsConfig:
     def __post_init__(self) -> None:
         from reports.gis import FORMATS
 
-        if not self.reports:
-            raise ValueError(
-                "ExportDetectionsConfig.reports is empty: give a directory or s3://bucket/prefix"
-            )
+        check_reports_root(self.reports, "ExportDetectionsConfig.reports")
         if "://" in self.out or Path(self.out).suffix.lower() not in FORMATS:
             raise ValueError(
                 f"ExportDetectionsConfig.out={self.out!r}: expected a local file ending in "

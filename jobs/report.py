@@ -11,6 +11,8 @@ import click
 
 from jobs.chips import labels_options
 from jobs.options import verbose_option
+from reports.evaluate import check_iou_threshold
+from reports.store import check_reports_root
 from storage.uri import S3Uri, is_s3
 
 __all__ = ["ReportConfig", "default_out", "report", "run_report"]
@@ -53,18 +55,14 @@ class ReportConfig:
     point_box_m: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.reports:
-            raise ValueError(
-                "ReportConfig.reports is empty: give a directory or s3://bucket/prefix"
-            )
+        check_reports_root(self.reports, "ReportConfig.reports")
         if self.out is not None and "://" in self.out:
             raise ValueError(
                 f"ReportConfig.out={self.out!r}: the HTML report is written to a local directory"
             )
         if not 0 <= self.top_n <= 100:
             raise ValueError(f"ReportConfig.top_n={self.top_n}: expected 0..100")
-        if not 0 < self.iou <= 1:
-            raise ValueError(f"ReportConfig.iou={self.iou!r}: expected a number in (0, 1]")
+        check_iou_threshold(self.iou, "ReportConfig.iou")
         if not 512 <= self.overview_px <= 1600:
             raise ValueError(f"ReportConfig.overview_px={self.overview_px}: expected 512..1600")
 
