@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from jobs.options import verbose_option
+from jobs.run_config import run_config
 from labels.chips import ChipsConfig, cut_chips
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(ChipsConfig)}
@@ -62,14 +63,10 @@ def labels_options(fn):
 @verbose_option
 def chips(labels: Path, out: Path, **opts: Any) -> None:
     """Cut face / not_face chips from the scenes LABELS names into OUT (train/ and val/)."""
-    try:
-        config = ChipsConfig(labels=labels, out=out, **opts)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
-    try:
-        summary = cut_chips(config)
-    except ValueError as e:  # LabelsError: the message names the file, row and problem
-        raise click.ClickException(str(e)) from e
+    # LabelsError (a ValueError) names the file, row and problem
+    summary = run_config(
+        lambda: ChipsConfig(labels=labels, out=out, **opts), cut_chips, errors=(ValueError,)
+    )
     click.echo(str(summary))
 
 

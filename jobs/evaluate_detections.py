@@ -17,6 +17,7 @@ import numpy as np
 
 from jobs.chips import labels_options
 from jobs.options import verbose_option
+from jobs.run_config import run_config
 from reports.evaluate import check_iou_threshold
 from reports.store import check_reports_root
 from reports.truth import match_report
@@ -115,14 +116,9 @@ def format_evaluation(evaluation) -> str:
 @verbose_option
 def evaluate(reports, labels, iou, as_json, scene_column, point_box_m):
     """Score the latest detections in REPORTS (dir or s3://) against the LABELS file."""
-    try:
-        config = EvaluateConfig(reports, labels, iou, scene_column, point_box_m)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
-    try:
-        evaluation = run_evaluate(config)
-    except (ValueError, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from e
+    evaluation = run_config(
+        lambda: EvaluateConfig(reports, labels, iou, scene_column, point_box_m), run_evaluate
+    )
     click.echo(
         json.dumps(evaluation.to_dict(), indent=1) if as_json else format_evaluation(evaluation)
     )

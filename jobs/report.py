@@ -11,6 +11,7 @@ import click
 
 from jobs.chips import labels_options
 from jobs.options import verbose_option
+from jobs.run_config import run_config
 from reports.evaluate import check_iou_threshold
 from reports.store import check_reports_root
 from storage.uri import S3Uri, is_s3
@@ -129,18 +130,14 @@ def report(
     reports, out, scenes, heatmap, top_n, overview_px, labels, iou, scene_column, point_box_m
 ):
     """Write a static HTML report (index.html + images) of the reports root REPORTS (dir or s3://)."""
-    try:
-        config = ReportConfig(
+    result = run_config(
+        lambda: ReportConfig(
             reports=reports, out=out, scenes=tuple(scenes), heatmap=heatmap, top_n=top_n,
             overview_px=overview_px, labels=labels, iou=iou, scene_column=scene_column,
             point_box_m=point_box_m,
-        )  # fmt: skip
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
-    try:
-        result = run_report(config)
-    except (ValueError, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from e
+        ),
+        run_report,
+    )  # fmt: skip
     click.echo(
         f"{result.index}: {result.scenes} scene(s) ({result.ok} ok, {result.failed} failed, "
         f"{result.skipped} skipped), {result.detections} whale face(s)"

@@ -24,6 +24,7 @@ import click
 
 from jobs.chips import labels_options
 from jobs.options import address_option, progress_option, verbose_option
+from jobs.run_config import run_config
 
 log = logging.getLogger(__name__)
 
@@ -454,14 +455,11 @@ def train(data: Path, out: Path, **opts: Any) -> None:
             return
         data = cut_training_chips(data.resolve(), out.resolve(), **chip_opts)
     opts["arch"] = opts["arch"] or _DEFAULTS["arch"]
-    try:
-        config = TrainConfig(data=data.resolve(), out=out.resolve(), **opts)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
-    try:
-        bundle = run_train(config)
-    except (ChipDataError, TrainError, BundleError) as e:
-        raise click.ClickException(str(e)) from e
+    bundle = run_config(
+        lambda: TrainConfig(data=data.resolve(), out=out.resolve(), **opts),
+        run_train,
+        errors=(ChipDataError, TrainError, BundleError),
+    )
     m = bundle.metrics
     click.echo(
         f"{bundle.path}  val_accuracy={m['val_accuracy']:.4f}  val_loss={m['val_loss']:.4f}  "
