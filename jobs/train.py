@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -23,7 +22,7 @@ from typing import Any
 import click
 
 from jobs.chips import labels_options
-from jobs.options import address_option, progress_option, verbose_option
+from jobs.options import address_option, config_defaults, progress_option, verbose_option
 from jobs.run_config import run_config
 
 log = logging.getLogger(__name__)
@@ -334,7 +333,7 @@ def _object_size(config: TrainConfig, data) -> float:
 
 # --- CLI: builds the config, calls run_train ---
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+default_option = config_defaults(TrainConfig)
 
 
 @click.command("train")
@@ -342,43 +341,19 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 @click.option(
     "--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write."
 )
-@click.option(
-    "--epochs",
-    type=int,
-    default=_DEFAULTS["epochs"],
-    show_default=True,
-    help="Total epochs (with --resume: including those already done).",
-)
-@click.option(
-    "--workers",
-    type=int,
-    default=_DEFAULTS["workers"],
-    show_default=True,
-    help="Ray Train workers (one GPU each where the cluster has GPUs).",
-)
+@default_option("--epochs", help="Total epochs (with --resume: including those already done).")
+@default_option("--workers", help="Ray Train workers (one GPU each where the cluster has GPUs).")
 @click.option(
     "--arch",
     default=None,
     help="Classifier: whalenet (default for chip folders), alexnet or resnet18. With a labels "
     "file, --arch trains a classifier on chips cut from it; without, the box detector.",
 )
-@click.option(
-    "--batch-size",
-    type=int,
-    default=_DEFAULTS["batch_size"],
-    show_default=True,
-    help="Global batch, split evenly over the workers.",
-)
-@click.option(
-    "--lr",
-    type=float,
-    default=_DEFAULTS["lr"],
-    show_default=True,
-    help="Peak learning rate (AdamW, warm-up + cosine).",
-)
+@default_option("--batch-size", help="Global batch, split evenly over the workers.")
+@default_option("--lr", help="Peak learning rate (AdamW, warm-up + cosine).")
 @click.option(
     "--augment",
-    default=",".join(_DEFAULTS["augment"]),
+    default=",".join(TrainConfig.augment),
     show_default=True,
     help="Comma list of flip,rot90,jitter,invert; 'none' for no augmentation.",
 )
@@ -390,13 +365,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     is_flag=True,
     help="Continue the run of the same --out/--storage from its last checkpoint.",
 )
-@click.option(
-    "--seed",
-    type=int,
-    default=_DEFAULTS["seed"],
-    show_default=True,
-    help="Seeds the initial weights, shuffling and augmentation.",
-)
+@default_option("--seed", help="Seeds the initial weights, shuffling and augmentation.")
 @click.option(
     "--object-size",
     type=float,
@@ -411,9 +380,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     help="Metres per pixel of the chips; default dataset.json's gsd_m, else unknown. With a "
     "labels file and --arch: the chips are cut at this GSD.",
 )
-@click.option(
-    "--cpus-per-worker", type=float, default=_DEFAULTS["cpus_per_worker"], show_default=True
-)
+@default_option("--cpus-per-worker")
 @progress_option
 @click.option(
     "--chip-size",
@@ -454,7 +421,7 @@ def train(data: Path, out: Path, **opts: Any) -> None:
             click.echo(f"{bundle.path}  detector  {json.dumps(_scalars(bundle.metrics))}")
             return
         data = cut_training_chips(data.resolve(), out.resolve(), **chip_opts)
-    opts["arch"] = opts["arch"] or _DEFAULTS["arch"]
+    opts["arch"] = opts["arch"] or TrainConfig.arch
     bundle = run_config(
         lambda: TrainConfig(data=data.resolve(), out=out.resolve(), **opts),
         run_train,
