@@ -297,7 +297,7 @@ class _Writer:
 
     def _done(self, outcome: SceneOutcome, bar) -> None:
         self.outcomes.append(outcome)
-        bar.write(_summary(outcome)) if self.config.progress else log.info(_summary(outcome))
+        bar.write(_summary(outcome))  # a result line, printed with or without the bar
 
 
 def run_stamp(config: DetectConfig, bundle, backend: str | None = None):
