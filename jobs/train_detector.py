@@ -36,7 +36,7 @@ class DetectorTrainConfig(RunPaths):
 
     labels: Path
     out: Path
-    epochs: int = 12
+    epochs: int = 24
     workers: int = 2
     batch_size: int = 16
     lr: float = 3e-3
