@@ -3,7 +3,8 @@
 For each seed: a synthetic scene (whales painted at the synth default, 0.10 m/px) is written
 resampled to each ``--gsd`` (synth.regsd), detected with no detect flags by BUNDLE (which must
 record its ``gsd_m``), and scored by centre matching against the scaled truth. Prints centre
-precision/recall/F1, native and scored megapixels and the time, and writes bench/results/scale.json.
+precision/recall/F1, native and scored megapixels and the time, and writes bench/results/scale.json
+(bench/results/scale-overviews.json with ``--overviews``).
 
 Usage: python -m bench.bench_scale BUNDLE [--seeds 9101,9102] [--size 2000] [--gsd 0.03,0.08,0.10]
        [--overviews] [--control]

@@ -3,7 +3,8 @@
 Each scenario runs in a fresh Python process (cold imports, warm disk cache, as a second
 ``whalescan detect`` on a machine would), on a one-region scene, and reports seconds since the
 process started: imports, bundle load, Ray start, actor start, backend (ONNX export + session),
-first region; plus the wall time of the whole CLI command. ``--fresh-onnx`` deletes the bundle's
+torch + torchvision for NMS (in-process: imported ahead to show its share), first region; plus
+the wall time of the whole CLI command. ``--fresh-onnx`` deletes the bundle's
 exported ONNX first (a first run on a new bundle).
 
 Usage: python -m bench.bench_startup [--bundle B] [--rounds 3] [--fresh-onnx]
@@ -51,12 +52,11 @@ if workers == 0:
     from jobs.pool import inline_pool
     with inline_pool(str(bundle.path), settings) as pool:
         mark("backend_ready")
+        import torchvision.ops  # NMS's first call imports torch + torchvision: shown on its own
+        mark("nms_imported")
         pool.submit_region(task)
         pool.get_next_unordered()
         mark("first_region")
-    t = time.perf_counter()
-    import torch  # what `auto` cost before it learned to tell "no GPU" without torch
-    marks["torch_import_s"] = round(time.perf_counter() - t, 3)
 else:
     import ray
     from jobs.ray_session import ray_session
@@ -151,10 +151,10 @@ def main() -> None:
     p.add_argument("--fresh-onnx", action="store_true", help="delete exported ONNX each round")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="whalescan-startup-"))
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
 
     scene = root / "scene.tif"
-    write_scene(scene, 384, 384, whales=1, seed=5)  # one small region: start-up, not scoring
+    write_scene(scene, SceneSpec(384, 384, whales=1, seed=5))  # one small region: start-up
     bundle = args.bundle
     if bundle is None:
         from tests.helpers import untrained_bundle

@@ -168,14 +168,14 @@ def main() -> None:
     p.add_argument("--scenes", type=int, default=3)
     p.add_argument("--cpus-per-worker", type=int, default=1)
     args = p.parse_args()
-    from synth.scene import write_scene
+    from synth.scene import SceneSpec, write_scene
 
     root = Path(args.work or tempfile.mkdtemp(prefix="whalescan-nodes-"))
     scenes = []
     for i in range(args.scenes):
         path = root / f"held-out-{i}.tif"
         if not path.exists():
-            write_scene(path, args.side, args.side, whales=20, seed=9100 + i)
+            write_scene(path, SceneSpec(args.side, args.side, whales=20, seed=9100 + i))
         scenes.append(path)
     bundle = args.bundle
     if bundle is None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench.bench_train", "bench.bench_backends", "bench.bench_detect", "bench.bench_demo"]
+BENCHMARKS = [
+    "bench.bench_train",
+    "bench.bench_backends",
+    "bench.bench_detect",
+    "bench.bench_demo",
+    "bench.bench_ledger",
+]
 
 
 def main() -> int:

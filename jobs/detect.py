@@ -2,8 +2,9 @@
 
 Each actor loads the bundle and its backend once (one GPU per actor where GPUs exist). At most
 two regions per actor are in flight (one scoring, one reading ahead), so memory stays flat however
-many scenes are queued; a scene's files are written as soon as its last region is back. Actors
-are restarted by Ray if their process dies and their regions rerun, so output equals a clean run.
+many scenes are queued; a scene's files are written as soon as its last region is back. A region
+whose actor dies (process or node lost) runs again on a live actor (``jobs.region_pool``), so
+output equals a clean run.
 """
 
 from __future__ import annotations
@@ -250,7 +251,7 @@ class _Writer:
                     f"{b.input_size} px window"
                 )
             bands = select_bands(ds, uri, cfg.bands)
-            scaling = resolve_scaling(ds, bands, cfg.scale)
+            scaling = resolve_scaling(ds, bands, cfg.scale, uri)
         regions = scene_regions(self.settings, b, grid.width, grid.height, cfg.region_size)
         task_grid = None if grid.is_native else grid
         tasks = [RegionTask(index, uri, r, bands, scaling, task_grid) for r in regions]
@@ -294,7 +295,7 @@ class _Writer:
 
     def _done(self, outcome: SceneOutcome, bar) -> None:
         self.outcomes.append(outcome)
-        bar.write(_summary(outcome)) if self.config.progress else log.info(_summary(outcome))
+        bar.write(_summary(outcome))  # a result line, printed with or without the bar
 
 
 def run_stamp(config: DetectConfig, bundle, backend: str | None = None):

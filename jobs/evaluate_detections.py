@@ -18,6 +18,7 @@ import numpy as np
 
 from jobs.chips import labels_options
 from jobs.options import verbose_option
+from reports.truth import match_report
 
 __all__ = ["EvaluateConfig", "box_iou", "evaluate", "format_evaluation", "run_evaluate"]
 
@@ -78,8 +79,6 @@ def format_evaluation(evaluation) -> str:
     lines = [head, "─" * len(head)]
 
     def line(name: str, by_iou, by_centre) -> str:
-        from reports.truth import match_report
-
         i, c = match_report(by_iou), match_report(by_centre)
         cells = [
             f"{name[-32:]:<32} {i.truths:>5} {i.detections:>5} │ {'':8}",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from jobs.chips import labels_options
 from jobs.options import verbose_option
 from storage.uri import S3Uri, is_s3
 
@@ -37,6 +38,7 @@ class ReportConfig:
     top_n: chips of the best detections per scene. overview_px: overview long side, 512..1600.
     labels: a labels file (DeepForest CSV or vector file) to score the detections against:
     adds metrics, PR curves and thumbnails of misses and false alarms. iou: IoU for a match.
+    scene_column, point_box_m: how to read a vector labels file (see ``labels.read``).
     """
 
     reports: str
@@ -47,6 +49,8 @@ class ReportConfig:
     overview_px: int = 1024
     labels: str | None = None
     iou: float = 0.5
+    scene_column: str | None = None
+    point_box_m: float | None = None
 
     def __post_init__(self) -> None:
         if not self.reports:
@@ -78,7 +82,11 @@ def run_report(config: ReportConfig):
     if config.labels is not None:
         from jobs.evaluate_detections import EvaluateConfig, run_evaluate
 
-        evaluation = run_evaluate(EvaluateConfig(config.reports, config.labels, config.iou))
+        evaluation = run_evaluate(
+            EvaluateConfig(
+                config.reports, config.labels, config.iou, config.scene_column, config.point_box_m
+            )
+        )
     store = open_store(config.reports)
     return write_html_report(
         store, config.out_dir, config.scenes, heatmap=config.heatmap, top_n=config.top_n,
@@ -117,13 +125,17 @@ def run_report(config: ReportConfig):
     help="Labels (DeepForest CSV or vector file): add metrics, PR curves, misses, false alarms.",
 )
 @click.option("--iou", type=float, default=0.5, show_default=True, help="IoU for a match.")
+@labels_options
 @verbose_option
-def report(reports, out, scenes, heatmap, top_n, overview_px, labels, iou):
+def report(
+    reports, out, scenes, heatmap, top_n, overview_px, labels, iou, scene_column, point_box_m
+):
     """Write a static HTML report (index.html + images) of the reports root REPORTS (dir or s3://)."""
     try:
         config = ReportConfig(
             reports=reports, out=out, scenes=tuple(scenes), heatmap=heatmap, top_n=top_n,
-            overview_px=overview_px, labels=labels, iou=iou,
+            overview_px=overview_px, labels=labels, iou=iou, scene_column=scene_column,
+            point_box_m=point_box_m,
         )  # fmt: skip
     except ValueError as e:
         raise click.UsageError(str(e)) from e

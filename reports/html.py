@@ -31,7 +31,14 @@ from reports.charts import pr_chart, score_histogram
 from reports.evaluate import Evaluation, SceneEval, metrics
 from reports.latest import detection_relpaths, read_detections
 from reports.ledger import read_ledger
-from reports.overview import density_overlay, display_bands, draw_boxes, read_chip, read_overview
+from reports.overview import (
+    TRUTH_RGB,
+    density_overlay,
+    display_bands,
+    draw_boxes,
+    read_chip,
+    read_overview,
+)
 from reports.store import Store
 from reports.truth import Matching
 from storage.atomic import write_bytes_atomic
@@ -92,7 +99,10 @@ def write_html_report(
     for i, row in enumerate(ok_rows, 1):
         log.info("scene %d/%d: %s", i, len(ok_rows), row["scene_uri"])
         scene_eval = evals.get(row["scene_key"])
-        section = _scene_section(store, det_paths, row, out, heatmap, top_n, overview_px)
+        truth_boxes = None if scene_eval is None else scene_eval.truth_boxes
+        section = _scene_section(
+            store, det_paths, row, out, heatmap, top_n, overview_px, truth_boxes
+        )
         if scene_eval is not None:
             truth = _truth_view(out, row, scene_eval, evaluation.iou_threshold, top_n)
             section = dataclasses.replace(section, truth=truth)
@@ -148,7 +158,10 @@ def _scene_section(
     heatmap: bool,
     top_n: int,
     overview_px: int,
+    truth_boxes: np.ndarray | None = None,
 ) -> page.SceneSection:
+    """One ``ok`` scene's pictures; ``truth_boxes`` (M, 4) scene px, if given, are outlined in
+    ``TRUTH_RGB`` on the overview under the detections."""
     key = row["scene_key"]
     uri = row["scene_uri"]
     det = read_detections(store, det_paths.get(key), _DETECTION_COLUMNS)
@@ -169,6 +182,11 @@ def _scene_section(
         with scene_env(uri), open_scene(uri) as ds:
             display = display_bands(ds, uri)
             overview = read_overview(ds, uri, display, overview_px)
+            if truth_boxes is not None and len(truth_boxes):
+                labelled = draw_boxes(
+                    overview, truth_boxes, np.zeros(len(truth_boxes)), 0, TRUTH_RGB
+                )
+                overview = dataclasses.replace(overview, image=labelled)
             overview_pic = _save(out, f"{key}-overview.jpg", draw_boxes(overview, boxes, scores))
             if heatmap:
                 density = density_overlay(overview, boxes, scores)

@@ -33,8 +33,14 @@ def detection_relpaths(store: Store) -> dict[str, str]:
 def read_detections(
     store: Store, relpath: str | None, columns: Iterable[str] | None = None
 ) -> pa.Table:
-    """One detections file in ``DETECTIONS_SCHEMA`` (or its ``columns``), best score first, ties
-    by ``detection_id``; an empty table when ``relpath`` is None."""
+    """One detections file in ``DETECTIONS_SCHEMA`` (or its ``columns``), best score first; an
+    empty table when ``relpath`` is None.
+
+    Equal scores are ordered by box position (``px_ymin``, ``px_xmin``), then ``detection_id``:
+    an order that depends on the boxes alone, not on where the scene or reports live (detection
+    ids hash the scene URI), so a PR curve and AP with tied scores are the same for a scene read
+    from a local copy and from S3.
+    """
     names = list(columns) if columns is not None else DETECTIONS_SCHEMA.names
     schema = pa.schema([DETECTIONS_SCHEMA.field(c) for c in names])
     if relpath is None:
@@ -44,11 +50,10 @@ def read_detections(
     except (pa.ArrowInvalid, OSError) as err:
         raise ValueError(f"{store.uri(relpath)!r}: not a readable detections file") from err
     table = conform(table, schema)
+    order = [("score", "descending"), ("px_ymin", "ascending"), ("px_xmin", "ascending"),
+             ("detection_id", "ascending")]  # fmt: skip
     if "score" in names:
-        keys = [("score", "descending")] + (
-            [("detection_id", "ascending")] if "detection_id" in names else []
-        )
-        table = table.sort_by(keys)
+        table = table.sort_by([(c, how) for c, how in order if c in names])
     return table
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from reports.geoparquet import scenes_table, write_geoparquet, write_parquet
-from reports.keys import detections_relpath, partition_date, scenes_relpath
+from reports.keys import detections_relpath, parameters_text, partition_date, scenes_relpath
 from reports.run import Attempt, SceneRun
 from reports.schema import SCENES_SCHEMA
 from reports.store import Store
@@ -180,6 +180,7 @@ def write_scene_result(
         "scene_modified": scene.modified,
         "gsd_m": scene.gsd_m,
         "px_scale": attempt.px_scale,
+        "parameters": parameters_text(stamp.key_parameters) if stamp.key_parameters else None,
     }
     table = scenes_table([row])  # validates the row before anything is written
 

@@ -24,6 +24,7 @@ from tiling.scene import SceneError
 __all__ = [
     "MAX_OVERVIEW_PX",
     "MIN_OVERVIEW_PX",
+    "TRUTH_RGB",
     "Display",
     "Overview",
     "density_overlay",
@@ -38,6 +39,7 @@ __all__ = [
 MIN_OVERVIEW_PX = 512  # long side of an overview, whatever the scene size
 MAX_OVERVIEW_PX = 1600
 BOX_RGB = (255, 212, 0)  # yellow: visible on dark sea and on white foam alike
+TRUTH_RGB = (0, 230, 255)  # cyan: labelled faces, told apart from the yellow detections
 NODATA_RGB = (60, 60, 60)
 
 
@@ -127,8 +129,10 @@ def draw_boxes(
     px_boxes: np.ndarray,
     scores: np.ndarray,
     label_top: int = 40,
+    outline: tuple[int, int, int] = BOX_RGB,
 ) -> Image.Image:
-    """A copy of the overview with every box outlined and the ``label_top`` best scores written.
+    """A copy of the overview with every box outlined in ``outline`` and the ``label_top`` best
+    scores written.
 
     ``px_boxes`` (N, 4) scene pixels; ``scores`` (N,). Boxes smaller than 5 overview px are
     drawn 5 px wide around their centre so they stay visible on a large scene; labels go above
@@ -141,7 +145,7 @@ def draw_boxes(
     font = label_font(12)
     line = 2 if max(image.size) >= 800 else 1
     for x0, y0, x1, y1 in boxes:
-        draw.rectangle((x0, y0, x1, y1), outline=BOX_RGB, width=line)
+        draw.rectangle((x0, y0, x1, y1), outline=outline, width=line)
     for i in np.argsort(-scores, kind="stable")[:label_top]:
         x0, y0, _x1, y1 = boxes[i]
         text = f"{scores[i]:.2f}"

@@ -214,7 +214,7 @@ def _truth(view: TruthView | None, heading: str = "h3") -> str:
         ("misses", view.misses, centre.get("misses", len(view.misses))),
         ("false alarms", view.false_alarms, centre.get("false_positives", len(view.false_alarms))),
     ):
-        if not total:
+        if not pics:  # the all-scenes view has none; a scene shows up to --top
             continue
         cards = "".join(
             f'<figure class="det">{_img(pic, "missed face" if kind == "misses" else "false alarm", "chip")}'
@@ -233,10 +233,11 @@ def _scene(section: SceneSection) -> str:
     row, images = section.row, section.images
     notes = "".join(f'<p class="note">{esc(n)}</p>' for n in section.notes)
     pictures = []
+    key = " (yellow; labelled faces cyan)" if section.truth else ""
     if images.overview:
         pictures.append(
             f"<figure>{_img(images.overview, 'overview with detections', 'overview')}"
-            f"<figcaption>overview, {section.detections} box(es)</figcaption></figure>"
+            f"<figcaption>overview, {section.detections} box(es){key}</figcaption></figure>"
         )
     if images.density:
         pictures.append(

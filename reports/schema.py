@@ -17,7 +17,7 @@ __all__ = [
     "SCHEMA_VERSION_KEY",
 ]
 
-SCHEMA_VERSION = "2"  # 2: scenes gain gsd_m, px_scale
+SCHEMA_VERSION = "3"  # 2: scenes gain gsd_m, px_scale; 3: scenes gain parameters
 SCHEMA_VERSION_KEY = "whalescan:schema_version"
 SCENE_STATUSES = ("ok", "failed", "skipped")
 
@@ -95,6 +95,10 @@ SCENES_SCHEMA = pa.schema(
         # at (1.0: native pixels; null when it was not scored).
         pa.field("gsd_m", pa.float64()),
         pa.field("px_scale", pa.float64()),
+        # Appended (version 3): the result-affecting settings that are part of `scene_key`
+        # (threshold, NMS IoU, stride, bands, scaling, GSD…) as canonical JSON, so two results
+        # of one scene version can be told apart; null in rows written before.
+        pa.field("parameters", pa.string()),
     ],
     metadata=_METADATA,
 )

@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from storage.atomic import publish_dir, temp_dir, write_bytes_atomic
+from storage.atomic import TMP_PREFIX, publish_dir, temp_dir, write_bytes_atomic
 from storage.uri import S3Uri
 
 __all__ = [
@@ -40,13 +42,34 @@ def cache_root() -> Path:
     return root / "whalescan"
 
 
+STALE_S = 86400.0  # a temporary this old was left by a writer that died: remove it
+
+
 def cache_dir(kind: str) -> Path:
-    """The cache folder for one kind of entry (``bundles``, ``artifacts``…), created if needed."""
+    """The cache folder for one kind of entry (``bundles``, ``artifacts``…), created if needed.
+
+    Temporaries that writers killed half way left behind (older than ``STALE_S``) are removed.
+    """
     if not kind or "/" in kind or kind.startswith("."):
         raise ValueError(f"cache kind {kind!r}: expected a plain folder name")
     d = cache_root() / kind
     d.mkdir(parents=True, exist_ok=True)
+    _sweep(d)
     return d
+
+
+def _sweep(d: Path) -> None:
+    cutoff = time.time() - STALE_S
+    for tmp in d.glob(TMP_PREFIX + "*"):
+        try:
+            if tmp.lstat().st_mtime >= cutoff:
+                continue
+            if tmp.is_dir():
+                shutil.rmtree(tmp)
+            else:
+                tmp.unlink()
+        except FileNotFoundError:
+            continue  # another process swept it first
 
 
 def evict(entry: Path) -> None:

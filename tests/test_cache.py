@@ -111,7 +111,11 @@ def test_a_writer_killed_mid_extraction_does_not_break_the_cache(big, tmp_path, 
     proc.start()
     proc.join(120)
     assert proc.exitcode == -signal.SIGKILL
+    (left,) = (fresh_cache / "bundles").iterdir()  # only the dead writer's hidden temporary
+    assert left.name.startswith(".tmp-")
     assert load_bundle(tar).weights_sha256 == load_bundle(big).weights_sha256
+    os.utime(left, (0, 0))  # a day later, the next run sweeps it away
+    assert cache_dir("bundles").is_dir() and not left.exists()
 
 
 def test_a_damaged_cache_entry_is_rebuilt_once(big, tmp_path, fresh_cache):

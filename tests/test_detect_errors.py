@@ -17,7 +17,7 @@ def inputs(tmp_path_factory):
 
 
 def run_cli(bundle, scenes, out, *options):
-    args = [str(bundle), *map(str, scenes), "--out", str(out), "--workers", "0", "--quiet"]
+    args = [str(bundle), *map(str, scenes), "--out", str(out), "--workers", "0", "--no-progress"]
     return CliRunner().invoke(detect, [*args, *options])
 
 
@@ -113,3 +113,27 @@ def test_backend_error_fails_its_scene_and_the_run_goes_on(inputs, tmp_path, mon
     assert "RuntimeError: simulated device fault" in rows[str(black)]["error"]
     uris = set(read_detections(tmp_path / "out")["scene_uri"].to_pylist())
     assert uris == {str(noise)}
+
+
+def test_scan_with_a_padded_net_in_fcn_mode_is_a_usage_error(inputs, tmp_path):
+    """Scan runs the same checks: exit 2 with the reason, not a scan failure retried each tick."""
+    import json
+    import shutil
+
+    from jobs.scan import scan
+
+    bundle = untrained_bundle(tmp_path / "b")
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    manifest["arch"] = "alexnet"
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+    (tmp_path / "drops").mkdir()
+    shutil.copy(inputs[1][0], tmp_path / "drops" / "a.tif")
+    result = CliRunner().invoke(
+        scan,
+        [str(tmp_path / "drops"), "--bundle", str(bundle), "--reports", str(tmp_path / "r"),
+         "--workers", "0"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "--mode fcn" in result.output and "'alexnet'" in result.output
+    assert not (tmp_path / "r" / "scenes").exists()

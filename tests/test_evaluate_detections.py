@@ -3,9 +3,7 @@ obvious reference on real written reports and a DeepForest labels CSV."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import math
 
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from bench.check_evaluate import coco_eval, sampled_precision
 from jobs.evaluate_detections import EvaluateConfig, box_iou, evaluate, run_evaluate
 from reports.evaluate import pair_scenes
 from reports.store import open_store
@@ -75,7 +74,7 @@ def test_hand_counted_scene(case):
     assert centre["duplicates"] == 1
     assert iou["precision"] == pytest.approx(2 / 5) and iou["recall"] == pytest.approx(2 / 4)
     assert centre["f1"] == pytest.approx(2 * 0.6 * 0.75 / 1.35)
-    # Ranked 0.9 TP, 0.85 FP, 0.8 FP(dup), 0.7 TP, 0.7 TP (ties in detection_id order), by centre:
+    # Ranked 0.9 TP, 0.85 FP, 0.8 FP(dup), 0.7 TP, 0.7 TP (ties by box position), by centre:
     # AP = 1/4·1 + 1/4·3/5 + 1/4·3/5 (the last two share precision 3/5 after interpolation).
     assert centre["average_precision"] == pytest.approx(0.25 + 0.25 * 0.6 * 2)
     assert centre["pr_curve"]["recall"] == pytest.approx([0.25, 0.25, 0.25, 0.5, 0.75])
@@ -86,58 +85,18 @@ def test_hand_counted_scene(case):
     assert (overall["truths"], overall["detections"], overall["true_positives"]) == (6, 9, 4)
 
 
-def _coco(result_scenes, truth_by_scene, threshold):
-    """pycocotools' COCOeval on the same boxes: per-detection matches, precision and recall."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    images, anns, dets = [], [], []
-    for image_id, (scene, boxes, scores) in enumerate(result_scenes, 1):
-        images.append({"id": image_id, "width": W, "height": H})
-        for x0, y0, x1, y1 in truth_by_scene[scene]:
-            w, h = x1 - x0, y1 - y0
-            anns.append({
-                "id": len(anns) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
-                "bbox": [x0, y0, w, h], "area": w * h,
-            })  # fmt: skip
-        for (x0, y0, x1, y1), s in zip(boxes, scores, strict=True):
-            dets.append({
-                "image_id": image_id, "category_id": 1, "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "score": float(s),
-            })  # fmt: skip
-    gt = COCO()
-    gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "f"}]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-        ev = COCOeval(gt, gt.loadRes(dets), "bbox")
-        ev.params.iouThrs = np.array([threshold])
-        ev.params.maxDets = [10_000]
-        ev.params.areaRng, ev.params.areaRngLbl = [[0, 1e12]], ["all"]
-        ev.evaluate()
-        ev.accumulate()
-    matched = {
-        e["image_id"]: int((e["dtMatches"][0] > 0).sum()) for e in ev.evalImgs if e is not None
-    }
-    return ev, matched
-
-
 @pytest.mark.parametrize("threshold", [0.5, 0.3, 0.75])
 def test_same_numbers_as_pycocotools(case, threshold):
     root, labels = case
     evaluation = run_evaluate(EvaluateConfig(str(root / "reports"), str(labels), threshold))
-    truth = {s.scene: s.truth_boxes for s in evaluation.scenes}
-    ev, matched = _coco(
-        [(s.scene, s.det_boxes, s.scores) for s in evaluation.scenes], truth, threshold
-    )
+    ev, matched = coco_eval(evaluation, threshold)
     data = evaluation.to_dict()
     for image_id, scene in enumerate(data["scenes"], 1):
         assert scene["iou"]["true_positives"] == matched.get(image_id, 0), scene["scene"]
-    score, precision, recall = evaluation.overall("iou").pr_curve()
+    _, _, recall = evaluation.overall("iou").pr_curve()
     assert ev.eval["recall"][0, 0, 0, 0] == pytest.approx(recall[-1])
     # COCO's precision at its 101 recall points = our interpolated curve sampled there.
-    envelope = np.maximum.accumulate(precision[::-1])[::-1]
-    at = np.searchsorted(recall, ev.params.recThrs, side="left")
-    ours = np.where(at < len(recall), envelope[np.minimum(at, len(recall) - 1)], 0.0)
+    ours = sampled_precision(evaluation, ev.params.recThrs)
     np.testing.assert_allclose(ev.eval["precision"][0, :, 0, 0, 0], ours, atol=1e-9)
 
 
@@ -216,10 +175,7 @@ def test_random_scenes_agree_with_pycocotools_and_the_reference(tmp_path):
     with labels.open("w", newline="") as f:
         csv.writer(f).writerows(rows)
     evaluation = run_evaluate(EvaluateConfig(str(tmp_path / "reports"), str(labels), 0.5))
-    _, matched = _coco(
-        [(s.scene, s.det_boxes, s.scores) for s in evaluation.scenes],
-        {s.scene: s.truth_boxes for s in evaluation.scenes}, 0.5,
-    )  # fmt: skip
+    _, matched = coco_eval(evaluation, 0.5)
     assert [s.by_iou.tp.sum() for s in evaluation.scenes] == [matched[i + 1] for i in range(3)]
     for criterion in ("iou", "centre"):
         tp, dups, ap = _slow_reference(evaluation, criterion)

@@ -94,3 +94,18 @@ def test_unknown_suffix_and_empty_reports(tmp_path):
     import geopandas as gpd
 
     assert len(gpd.read_file(tmp_path / "e.gpkg")) == 0
+
+
+def test_s3_reports(bucket, reports, tmp_path):
+    """An s3:// reports root exports the same rows as its local copy."""
+    import geopandas as gpd
+
+    store = open_store(f"s3://{bucket}/reports")
+    local = open_store(reports)
+    for relpath in local.list():
+        store.write_bytes(relpath, local.read_bytes(relpath))
+    out = tmp_path / "s3.gpkg"
+    result = CliRunner().invoke(export_detections, [f"s3://{bucket}/reports", str(out)])
+    assert result.exit_code == 0, result.output
+    got = gpd.read_file(out).sort_values("detection_id")
+    assert list(got["detection_id"]) == list(expected(reports)["detection_id"])

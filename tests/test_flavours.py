@@ -27,6 +27,7 @@ from jobs.detect import DetectConfig, run_detect
 from synth.scene import SceneSpec, write_scene
 from tests.helpers import read_scene_rows
 from tiling.bands import metadata_bits, resolve_scaling
+from tiling.geo import scene_georef
 
 W, H = 448, 384
 WHALES = [(120.0, 110.0, 30.0), (300.0, 250.0, 200.0), (350.0, 90.0, 120.0)]  # (cx, cy, heading)
@@ -221,3 +222,17 @@ def test_a_file_that_cannot_be_used_is_a_failed_row_naming_why(trained, painted,
     assert "px from the best affine fit" in by_uri[str(warped_gcps)].error
     assert by_uri[str(ungeoreferenced_ok)].status == "ok"  # pixel boxes only, no lon/lat
     assert by_uri[str(ungeoreferenced_ok)].detections == len(WHALES)
+
+
+@pytest.mark.parametrize(
+    ("points", "reason"),
+    [
+        ([(0, 0), (W, 0)], "at least 3"),
+        ([(0, 0), (W / 2, H / 2), (W, H)], "fix no affine"),  # collinear
+    ],
+)
+def test_gcps_that_fix_no_affine_are_refused_by_name(painted, tmp_path, points, reason):
+    gcps = [GroundControlPoint(r, c, *(UTM_T @ (c, r))) for c, r in points]
+    path = _write(tmp_path / "few.tif", painted[0], gcps=gcps)
+    with rasterio.open(path) as ds, pytest.raises(ValueError, match=reason):
+        scene_georef(ds)

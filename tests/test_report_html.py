@@ -18,7 +18,7 @@ from PIL import Image
 from jobs.detect import DetectConfig, run_detect
 from jobs.report import report
 from reports.charts import pr_chart
-from reports.overview import BOX_RGB, Display, Overview, draw_boxes, read_overview
+from reports.overview import BOX_RGB, TRUTH_RGB, Display, Overview, draw_boxes, read_overview
 from reports.store import open_store
 from tests.helpers import (
     noise_scene,
@@ -132,6 +132,14 @@ def test_labels_add_pr_curves_and_thumbnails_of_misses_and_false_alarms(labelled
         h, w, _ = pixels.shape
         centre = pixels[h // 2 - 3 : h // 2 + 3, w // 2 - 3 : w // 2 + 3].reshape(-1, 3).mean(0)
         assert np.argmax(centre) == int(np.argmax(rgb)), (img["src"], centre)
+    # the overview outlines labelled faces in cyan under the yellow detections
+    (overview,) = by_alt["overview with detections"]
+    drawn = np.asarray(Image.open(out / overview["src"]).convert("RGB"), np.float64)
+    f = drawn.shape[1] / 400
+    for (x0, y0, _x1, y1), rgb in ((TRUTH_BOXES[1], TRUTH_RGB), (TRUTH_BOXES[0], BOX_RGB)):
+        edge = drawn[round(y0 * f) + 3 : round(y1 * f) - 3, round(x0 * f)]
+        assert np.median(np.abs(edge - rgb).max(axis=1)) < 60, (x0, y0)
+    assert "labelled faces cyan" in text
     # the miss shown is the first missed label (px 200, 100, ...); the alarm the best-scored one
     assert "missed face, px 200, 100, 224, 124" in text
     assert "score 0.800, px 300, 200, 324, 224" in text

@@ -122,8 +122,9 @@ def test_scenes_schema_is_frozen():
         ("scene_modified", "timestamp[us, tz=UTC]"),
         ("gsd_m", "double"),
         ("px_scale", "double"),
+        ("parameters", "string"),
     ]
-    assert SCHEMA_VERSION == "2"
+    assert SCHEMA_VERSION == "3"
 
 
 # ---- keys ---------------------------------------------------------------------------------------

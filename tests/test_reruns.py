@@ -6,6 +6,7 @@ pyarrow reading the reports back.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -220,6 +221,8 @@ def test_other_parameters_are_another_result_never_an_overwrite(bundle, tmp_path
     assert len(list(out.glob("detections/*/*.parquet"))) == 2  # two keys, two files
     ledger = read_ledger(open_store(out)).to_pylist()
     assert sorted(r["detections"] for r in ledger) == [default.detections, lower.detections]
+    thresholds = sorted(json.loads(r["parameters"])["threshold"] for r in ledger)
+    assert thresholds == [0.3, 0.5]  # the rows say which settings made them
 
     # Same settings again: both are done; a setting outside the key (region size) is too.
     assert _run(bundle, scene, out).reused and _run(bundle, scene, out, threshold=0.3).reused

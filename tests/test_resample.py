@@ -113,7 +113,12 @@ def test_region_reads_equal_the_whole_grid(scene, scene_with_overviews, which, f
         margin = 40
         whole, whole_valid = read(view, Window(-margin, -margin, grid.width + 2 * margin,
                                                grid.height + 2 * margin))  # fmt: skip
-        assert whole_valid[margin:-margin, margin:-margin].all()
+        # valid wherever the scored pixel's centre lies in the scene (enlarging, the last
+        # column or row of the grid may sample past the edge: invalid, not the warp's zeros)
+        cols = (np.arange(grid.width) + 0.5) * grid.fx < ds.width
+        rows = (np.arange(grid.height) + 0.5) * grid.fy < ds.height
+        inside = rows[:, None] & cols[None, :] if f < 1 else np.ones_like(rows[:, None] & cols)
+        np.testing.assert_array_equal(whole_valid[margin:-margin, margin:-margin], inside)
         rng = np.random.default_rng(int(f * 100))
         for _ in range(6):
             c, r = (int(v) for v in rng.integers(-margin, [grid.width, grid.height]))
@@ -135,6 +140,20 @@ def test_shrinking_averages_the_native_pixels(tmp_path):
     ref = data[:, :198, :].reshape(3, 66, 3, 100, 3).mean(axis=(2, 4))
     np.testing.assert_allclose(px[:, :66], ref, rtol=1e-5)
     assert valid.all()
+
+
+@pytest.mark.parametrize("f", [0.7, 0.45])
+def test_enlarging_leaves_no_dark_edge_past_the_scene(tmp_path, f):
+    """The grid's last column and row sample past the scene: invalid there, never valid zeros."""
+    data = noise(300, 200, seed=5)  # 30..230 everywhere
+    path = write(tmp_path / "n.tif", data)
+    with rasterio.open(path) as ds:
+        grid = plan_grid(300, 200, Gsd(0.05, 0.05), 0.05 * f)
+        view = ScoredView(ds, grid)
+        px, ok = read(view, Window(grid.width - 8, grid.height - 8, 8, 8))
+        view.close()
+    assert ok[:6, :6].all()
+    assert (px[:, ok] >= 25).all(), px[0]
 
 
 @pytest.mark.parametrize("flavour", ["nodata", "alpha", "mask", "float_nan", "uint16_mask"])

@@ -77,9 +77,13 @@ def parse_scale(spec: str) -> tuple[str, tuple[float, ...]]:
     return kind, values
 
 
-def resolve_scaling(ds: rasterio.DatasetReader, bands: tuple[int, ...], spec: str) -> Scaling:
-    """The :class:`Scaling` for ``bands`` of ``ds`` under ``spec`` (statistics from an overview)."""
-    sample = _sample(ds, bands)
+def resolve_scaling(
+    ds: rasterio.DatasetReader, bands: tuple[int, ...], spec: str, uri: str | None = None
+) -> Scaling:
+    """The :class:`Scaling` for ``bands`` of ``ds`` under ``spec`` (statistics from an overview).
+
+    ``uri``: the scene as the user named it, for errors (default: GDAL's name of ``ds``)."""
+    sample = _sample(ds, bands, uri or ds.name)
     offset, gain = _linear(ds, bands, spec, sample)
     median = np.nan_to_num(_nanmedian(sample), nan=0.0)
     fill = tuple(
@@ -135,7 +139,9 @@ def _nanmedian(sample: np.ndarray) -> np.ndarray:
     )
 
 
-def _sample(ds: rasterio.DatasetReader, bands: tuple[int, ...], side: int = 1024) -> np.ndarray:
+def _sample(
+    ds: rasterio.DatasetReader, bands: tuple[int, ...], uri: str, side: int = 1024
+) -> np.ndarray:
     """A decimated read of the whole scene (GDAL serves it from overviews when present), valid pixels only."""
     f = max(1, max(ds.width, ds.height) // side)
     shape = (len(bands), max(1, ds.height // f), max(1, ds.width // f))
@@ -143,7 +149,7 @@ def _sample(ds: rasterio.DatasetReader, bands: tuple[int, ...], side: int = 1024
         data = ds.read(bands, out_shape=shape, masked=True).astype(np.float64)
     except RasterioError as e:
         # the first read of a scene: a truncated or corrupt file fails here
-        raise SceneError(f"{ds.name!r}: read failed ({str(e).splitlines()[0]})") from e
+        raise SceneError(f"{uri!r}: read failed ({str(e).splitlines()[0]})") from e
     return data.filled(np.nan)
 
 

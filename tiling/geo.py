@@ -66,11 +66,15 @@ def scene_georef(ds) -> tuple[CRS | None, Affine | None]:
         return None, None
     if len(gcps) < 3:
         raise ValueError(f"{len(gcps)} GCP(s): an affine georeference needs at least 3")
+    cols, rows = np.array([g.col for g in gcps]), np.array([g.row for g in gcps])
+    if np.linalg.matrix_rank(np.column_stack([cols, rows, np.ones_like(cols)])) < 3:
+        # GDAL's fit does not fail on these: it returns a meaningless transform
+        raise ValueError(f"{len(gcps)} GCPs on one line fix no affine georeference")
     transform = rasterio.transform.from_gcps(gcps)
     pixel = math.sqrt(abs(transform.determinant))
-    if not (np.isfinite(transform[:6]).all() and pixel > 0):
-        raise ValueError(f"{len(gcps)} GCPs fix no affine georeference (collinear?)")
-    xs, ys = transform @ (np.array([g.col for g in gcps]), np.array([g.row for g in gcps]))
+    if not (math.isfinite(pixel) and pixel > 0):
+        raise ValueError(f"{len(gcps)} GCPs whose map points lie on one line fix no affine")
+    xs, ys = transform @ (cols, rows)
     miss = np.hypot(xs - [g.x for g in gcps], ys - [g.y for g in gcps]).max() / pixel
     if miss > GCP_TOLERANCE_PX:
         raise ValueError(

@@ -187,7 +187,7 @@ class ScoredView:
             width=grid.width,
             height=grid.height,
             resampling=grid.resampling,
-            **_validity_options(source),
+            **_validity_options(source, grid),
         )
         return self._vrt
 
@@ -199,16 +199,21 @@ class ScoredView:
                 setattr(self, name, None)
 
 
-def _validity_options(ds: rasterio.DatasetReader) -> dict:
+def _validity_options(ds: rasterio.DatasetReader, grid: ScoredGrid) -> dict:
     """How the warped VRT marks pixels without data, so ``dataset_mask`` still finds them.
 
     An alpha band travels as the VRT's alpha; a nodata value stays its nodata (float scenes get
     NaN: GDAL makes masks from byte/uint16 alpha bands only); a mask band becomes an added alpha
-    band. A scene that is valid everywhere needs nothing: every scored pixel covers some of it.
+    band. A scene that is valid everywhere needs nothing when the grid shrinks it (every scored
+    pixel averages some of it); when it enlarges, the last column and row of the grid sample
+    past the scene's edge, and the warp's zeros there would be valid pixels — a dark edge line
+    a model takes for a head — so an alpha band marks them.
     """
     flags = ds.mask_flag_enums
-    if ColorInterp.alpha in ds.colorinterp or all(MaskFlags.all_valid in f for f in flags):
+    if ColorInterp.alpha in ds.colorinterp:
         return {}
+    if all(MaskFlags.all_valid in f for f in flags):
+        return {} if grid.resampling == Resampling.average else {"add_alpha": True}
     if np.dtype(ds.dtypes[0]).kind == "f":
         return {"nodata": float("nan")}
     if ds.nodata is not None:
