@@ -9,6 +9,7 @@ output equals a clean run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import secrets
@@ -44,11 +45,11 @@ class DetectConfig:
     bundle: str
     out: str
     scenes: tuple[str, ...] = ()
-    mode: str = "fcn"
+    mode: str | None = None  # None: from the bundle (boxes for a detector, else fcn)
     stride: int | None = None  # sliding-window stride; fcn always uses the bundle's output stride
     region_size: int = 2048
     batch_size: int = 64
-    threshold: float = 0.5
+    threshold: float | None = None  # None: the bundle's tuned threshold, else 0.5
     bands: tuple[int, ...] | None = None
     scale: str = "auto"
     backend: str = "auto"
@@ -61,11 +62,11 @@ class DetectConfig:
     gsd: float | None = None  # metres per pixel of every scene, instead of its georeferencing
 
     def __post_init__(self):
-        if self.mode not in MODES:
+        if self.mode is not None and self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r}: expected one of {MODES}")
         if self.region_size < 64:
             raise ValueError(f"region_size {self.region_size}: must be ≥ 64 px")
-        if not 0.0 < self.threshold < 1.0:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold {self.threshold}: must be in (0, 1)")
         if self.stride is not None and self.stride < 1:
             raise ValueError(f"stride {self.stride}: must be ≥ 1")
@@ -123,6 +124,7 @@ def run_detect(config: DetectConfig) -> list[SceneOutcome]:
     from reports.store import open_store
 
     bundle = load_bundle(config.bundle)
+    config = for_bundle(config, bundle)
     check_detect(config, bundle)  # options that cannot work stop the run before any scene
     store = open_store(config.out)
     refs: list[Scene] = []
@@ -182,6 +184,7 @@ def detect_scenes(config: DetectConfig, scenes: Sequence[Scene], bundle=None) ->
     from models.bundle import load_bundle
 
     bundle = bundle or load_bundle(config.bundle)
+    config = for_bundle(config, bundle)
     check_detect(config, bundle)
     if bundle.gsd_m is None:
         log.warning(
@@ -303,6 +306,7 @@ def run_stamp(config: DetectConfig, bundle, backend: str | None = None):
     (default: the configured one). Its ``scene_key`` is what scan and detect compare."""
     from reports.run import RunStamp
 
+    config = for_bundle(config, bundle)
     key_parameters = result_parameters(config, bundle)
     parameters = {**key_parameters, "region_size": config.region_size,
                   "batch_size": config.batch_size}  # fmt: skip
@@ -331,11 +335,12 @@ def result_parameters(config: DetectConfig, bundle) -> dict:
 
 
 def _stride(config: DetectConfig, bundle) -> int:
-    """The heatmap stride in px: the bundle's for fcn, ``--stride`` (else the bundle's) sliding."""
-    if config.mode == "fcn":
+    """The heatmap stride in px: the bundle's for fcn and boxes (one pass of the network),
+    ``--stride`` (else the bundle's) for sliding."""
+    if config.mode in ("fcn", "boxes"):
         if config.stride not in (None, bundle.output_stride):
             raise OptionError(
-                f"--stride {config.stride}: fcn mode scores at the bundle's stride "
+                f"--stride {config.stride}: {config.mode} mode scores at the bundle's stride "
                 f"{bundle.output_stride}"
             )
         return bundle.output_stride
@@ -361,6 +366,29 @@ def _record_failure(config: DetectConfig, bundle, store, scene: Scene, error: st
     run = SceneRun(scene, run_stamp(config, bundle, config.backend))
     write_scene_result(store, run, _attempt(error, 0.0))
     return SceneOutcome(scene.uri, "failed", error, 0, 0.0, 0.0)
+
+
+def for_bundle(config: DetectConfig, bundle) -> DetectConfig:
+    """``config`` with mode and threshold resolved for ``bundle`` (see :func:`resolve_mode`)."""
+    return dataclasses.replace(
+        config,
+        mode=resolve_mode(config.mode, bundle),
+        threshold=config.threshold or float(bundle.metrics.get("threshold", 0.5)),
+    )
+
+
+def resolve_mode(mode: str | None, bundle) -> str:
+    """The detection mode for ``bundle``: ``mode`` if it fits the bundle's kind, else BundleError."""
+    from models.bundle import BundleError
+
+    if mode is None:
+        return "boxes" if bundle.kind == "detector" else "fcn"
+    if (mode == "boxes") != (bundle.kind == "detector"):
+        wants = "boxes" if bundle.kind == "detector" else "fcn or sliding"
+        raise BundleError(
+            f"{str(bundle.path)!r}: a {bundle.kind} bundle runs in mode {wants}, not {mode!r}"
+        )
+    return mode
 
 
 def _pool(config: DetectConfig, bundle_path: str, settings: DetectorSettings):
@@ -418,7 +446,8 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @click.option(
     "--batch-size", type=int, default=64, show_default=True, help="Windows per batch (sliding)."
 )
-@click.option("--threshold", type=float, default=0.5, show_default=True)
+@click.option("--threshold", type=float, default=None,
+              help="Score threshold; default the bundle's tuned one, else 0.5.")  # fmt: skip
 @click.option(
     "--bands", callback=_parse_bands, default=None, help="R,G,B band numbers, e.g. 3,2,1."
 )

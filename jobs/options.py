@@ -24,7 +24,7 @@ __all__ = [
 
 # How a region is scored (jobs.worker.RegionDetector.heatmap): "fcn", one pass of the fully
 # convolutional network; "sliding", the classifier over windows.
-MODES = ("fcn", "sliding")
+MODES = ("fcn", "sliding", "boxes")  # boxes: the approach-3 box detector (bundle kind detector)
 
 
 def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> int:
@@ -49,9 +49,8 @@ address_option = click.option(
 mode_option = click.option(
     "--mode",
     type=click.Choice(MODES),
-    default="fcn",
-    show_default=True,
-    help="How regions are scored.",
+    default=None,
+    help="How regions are scored; default from the bundle: boxes for a box detector, else fcn.",
 )
 backend_option = click.option(
     "--backend",

@@ -109,8 +109,8 @@ class ScanConfig:
     max_scenes: int | None = None
     dry_run: bool = False
     retry_failed: bool = False
-    mode: str = "fcn"
-    threshold: float = 0.5
+    mode: str | None = None  # None: from the bundle (boxes for a box detector, else fcn)
+    threshold: float | None = None  # None: the bundle's tuned threshold, else 0.5
     backend: str = "auto"
     workers: int | None = None
     address: str | None = None
@@ -155,9 +155,9 @@ class ScanConfig:
             set_(self, "every", parse_interval(self.every))
         if self.max_scenes is not None and self.max_scenes < 1:
             raise ValueError(f"max_scenes={self.max_scenes}: must be ≥ 1 (or None for all)")
-        if not 0.0 < self.threshold < 1.0:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold={self.threshold}: must be in (0, 1)")
-        if self.mode not in options.MODES:
+        if self.mode is not None and self.mode not in options.MODES:
             raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(options.MODES)}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers={self.workers}: must be ≥ 0")
@@ -399,7 +399,7 @@ def plan_scan(
     return ScanPlan(
         source=config.source,
         model_sha256=stamp.model_sha256,
-        mode=config.mode,
+        mode=stamp.mode,
         listed=len(all_uris),
         todo=tuple(planned[:cap]),
         deferred=tuple(planned[cap:]),
@@ -551,8 +551,9 @@ def stop_on_signals(stop: threading.Event, echo: Callable[[str], None]) -> Itera
 @click.option("--retry-failed", is_flag=True, help="Retry scenes that failed at the same version.")
 @options.mode_option
 @click.option(
-    "--threshold", type=float, default=0.5, show_default=True,
-    help="Detection threshold; part of each result's key, so another value is new work.",
+    "--threshold", type=float, default=None,
+    help="Detection threshold (default: the bundle's tuned one, else 0.5); part of each "
+    "result's key, so another value is new work.",
 )  # fmt: skip
 @options.backend_option
 @options.workers_option

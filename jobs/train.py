@@ -32,8 +32,27 @@ class TrainError(ValueError):
     """A training run cannot start or finish as asked (e.g. ``--resume`` with nothing to resume)."""
 
 
+class RunPaths:
+    """Where a training config's run lives: needs ``out`` (Path) and ``storage`` (str | None)."""
+
+    out: Path
+    storage: str | None
+
+    @property
+    def run_name(self) -> str:
+        """Ray Train run name: the bundle's file name, so ``--resume`` finds the same run."""
+        return self.out.name
+
+    @property
+    def storage_path(self) -> str:
+        """Checkpoints: ``storage`` (a dir or URI), else ``<out>.runs`` beside the bundle."""
+        if self.storage:
+            return self.storage if "://" in self.storage else str(Path(self.storage).resolve())
+        return str(self.out.resolve().parent / f"{self.out.name}.runs")
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(RunPaths):
     """One training job. ``batch_size`` is the global batch (split evenly over ``workers``).
 
     ``storage``: where Ray Train keeps per-epoch checkpoints (local dir or ``s3://``); default
@@ -73,13 +92,7 @@ class TrainConfig:
             object.__setattr__(self, "augment", parse_ops(self.augment))
         except ValueError as e:
             raise ValueError(f"augment: {e}") from e
-        _check(self.epochs >= 1, "epochs", self.epochs, "an integer ≥ 1")
-        _check(self.workers >= 1, "workers", self.workers, "an integer ≥ 1")
-        _check(
-            self.batch_size >= self.workers and self.batch_size % self.workers == 0,
-            "batch_size", self.batch_size, f"a multiple of workers ({self.workers})",
-        )  # fmt: skip
-        _check(self.lr > 0, "lr", self.lr, "> 0")
+        check_run(self)
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "≥ 0")
         _check(self.arch in ARCHS, "arch", self.arch, f"one of {sorted(ARCHS)}")
         _check(self.object_size is None or self.object_size > 0, "object_size",
@@ -87,16 +100,16 @@ class TrainConfig:
         _check(self.gsd_m is None or self.gsd_m > 0, "gsd_m", self.gsd_m, "> 0 metres per pixel")
         _check(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "> 0")
 
-    @property
-    def run_name(self) -> str:
-        """Ray Train run name: the bundle's file name, so ``--resume`` finds the same run."""
-        return self.out.name
 
-    @property
-    def storage_path(self) -> str:
-        if self.storage:
-            return self.storage if "://" in self.storage else str(Path(self.storage).resolve())
-        return str(self.out.resolve().parent / f"{self.out.name}.runs")
+def check_run(config) -> None:
+    """Validate the fields every training config has: epochs, workers, batch_size, lr."""
+    _check(config.epochs >= 1, "epochs", config.epochs, "an integer ≥ 1")
+    _check(config.workers >= 1, "workers", config.workers, "an integer ≥ 1")
+    _check(
+        config.batch_size >= config.workers and config.batch_size % config.workers == 0,
+        "batch_size", config.batch_size, f"a multiple of workers ({config.workers})",
+    )  # fmt: skip
+    _check(config.lr > 0, "lr", config.lr, "> 0")
 
 
 def _check(ok: bool, name: str, value: Any, expected: str) -> None:
@@ -106,11 +119,21 @@ def _check(ok: bool, name: str, value: Any, expected: str) -> None:
 
 def run_train(config: TrainConfig):
     """Train as ``config`` says and write the bundle to ``config.out``; returns the ``Bundle``."""
-    from jobs.ray_session import ray_session
     from models.data import read_dataset
 
     data = read_dataset(config.data)
     loop = loop_config(config, data)
+    result, seconds = fit_run(config, loop, data)
+    return write_bundle(config, data, loop, result.checkpoint, seconds)
+
+
+def fit_run(config, loop, data, per_worker=None):
+    """Prepare ``config``'s run directory, join or start Ray and :func:`fit`; (result, seconds).
+
+    ``config``: any training config with the run fields (out/storage/resume/address/workers…).
+    """
+    from jobs.ray_session import ray_session
+
     prepare_run_dir(config.storage_path, config.run_name, config.resume)
     num_cpus = max(os.cpu_count() or 1, math.ceil(config.workers * config.cpus_per_worker))
     t0 = time.perf_counter()
@@ -118,9 +141,9 @@ def run_train(config: TrainConfig):
         result = fit(
             loop, data, workers=config.workers, storage_path=config.storage_path,
             name=config.run_name, cpus_per_worker=config.cpus_per_worker,
-            use_gpu=config.use_gpu, progress=config.progress,
+            use_gpu=config.use_gpu, progress=config.progress, per_worker=per_worker,
         )  # fmt: skip
-    return write_bundle(config, data, loop, result.checkpoint, time.perf_counter() - t0)
+    return result, time.perf_counter() - t0
 
 
 def loop_config(config: TrainConfig, data):
@@ -163,8 +186,10 @@ def prepare_run_dir(storage_path: str, name: str, resume: bool) -> None:
 
 
 def fit(loop, data, *, workers: int, storage_path: str, name: str, cpus_per_worker: float = 1.0,
-        use_gpu: bool | None = None, progress: bool = False):  # fmt: skip
-    """Run :func:`models.train_loop.train_per_worker` on ``workers`` Ray Train workers.
+        use_gpu: bool | None = None, progress: bool = False, per_worker=None):  # fmt: skip
+    """Run ``per_worker`` (default :func:`models.train_loop.train_per_worker`, the classifier's)
+    on ``workers`` Ray Train workers; it gets ``data`` through the object store — the chips'
+    (train images, labels, val images, labels) for the classifier, ``data`` itself otherwise.
 
     Needs a connected Ray. Returns the ``ray.train.Result`` (its checkpoint is the last epoch's).
     """
@@ -177,10 +202,13 @@ def fit(loop, data, *, workers: int, storage_path: str, name: str, cpus_per_work
     if use_gpu is None:
         use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
     resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
-    arrays = ray.put((data.train.images, data.train.labels, data.val.images, data.val.labels))
+    if per_worker is None:
+        per_worker = train_per_worker
+        data = (data.train.images, data.train.labels, data.val.images, data.val.labels)
+    arrays = ray.put(data)
     with progress_events(loop.epochs, progress) as queue:
         trainer = TorchTrainer(
-            train_per_worker,
+            per_worker,
             train_loop_config={"loop": loop, "data": arrays, "progress": queue},
             scaling_config=ScalingConfig(
                 num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources
@@ -250,7 +278,8 @@ class _ProgressDisplay:
         elif event[0] == "epoch":
             m = event[1]
             self.bar.n = m["epoch"]
-            self.bar.set_postfix(val_acc=f"{m['val_accuracy']:.3f}", refresh=False)
+            if "val_accuracy" in m:
+                self.bar.set_postfix(val_acc=f"{m['val_accuracy']:.3f}", refresh=False)
             self.bar.write(format_epoch(m, self.epochs), file=sys.stderr)
             self.bar.refresh()
 
@@ -259,6 +288,9 @@ class _ProgressDisplay:
 
 
 def format_epoch(m: dict[str, float], epochs: int) -> str:
+    if "val_accuracy" not in m:  # the box detector: its own metrics, in the order it gives them
+        rest = "  ".join(f"{k} {v:.4f}" for k, v in m.items() if k.startswith(("train_l", "val_")))
+        return f"epoch {m['epoch']:>3}/{epochs}  {rest}"
     return (
         f"epoch {m['epoch']:>3}/{epochs}  train loss {m['train_loss']:.4f} acc "
         f"{m['train_accuracy']:.3f}  val loss {m['val_loss']:.4f} acc {m['val_accuracy']:.3f}"

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from tiling.bands import Scaling
+from tiling.centers import CentreParams, centre_boxes
 from tiling.grid import Region
 from tiling.read import read_window
-from tiling.region_boxes import DecodeParams, plan_scene_regions, region_boxes
+from tiling.region_boxes import DecodeParams, heatmap_peaks, plan_scene_regions, region_boxes
 from tiling.resample import ScoredGrid, ScoredView
 from tiling.scene import SceneError, open_scene, scene_env
 
@@ -29,7 +30,8 @@ log = logging.getLogger(__name__)
 class DetectorSettings:
     """How regions are scored and turned into boxes (shared by every actor of a run)."""
 
-    mode: str = "fcn"  # "fcn": one pass of the FCN; "sliding": the classifier over windows
+    mode: str = "fcn"  # "fcn": one pass of the FCN; "sliding": the classifier over windows;
+    # "boxes": one pass of the approach-3 box detector (tiling.centers decodes its 5 channels)
     stride: int = 8  # heatmap stride in px (the bundle's output stride for fcn)
     threshold: float = 0.5
     nms_iou: float = 0.3
@@ -38,8 +40,13 @@ class DetectorSettings:
     device: str | None = None
     threads: int | None = None
 
-    def decode_params(self, bundle) -> DecodeParams:
+    def decode_params(self, bundle) -> DecodeParams | CentreParams:
         """How this run turns the bundle's heatmaps into boxes (window and box size from it)."""
+        if self.mode == "boxes":
+            largest = bundle.max_box_px or 2 * bundle.box_size_px
+            return CentreParams(
+                self.stride, bundle.receptive_field, largest, self.threshold, self.nms_iou
+            )
         return DecodeParams(
             self.stride, bundle.input_size, bundle.box_size_px, self.threshold, self.nms_iou
         )
@@ -86,6 +93,7 @@ class RegionDetector:
         )
         self.window = self.bundle.input_size
         self.params = settings.decode_params(self.bundle)
+        self.decode = centre_boxes if settings.mode == "boxes" else heatmap_peaks
         self._compute = threading.Lock()
         self._local = threading.local()
 
@@ -113,14 +121,15 @@ class RegionDetector:
                 return RegionResult(
                     task.scene, task.region.index, _no_boxes(), _no_scores(), mp, error, label
                 )
-        boxes, scores = region_boxes(heat, valid, task.region, self.params)
+        boxes, scores = region_boxes(heat, valid, task.region, self.params, self.decode)
         if task.grid is not None:
             boxes = task.grid.to_native(boxes)
         return RegionResult(task.scene, task.region.index, boxes, scores, mp, None, label)
 
     def heatmap(self, pixels: np.ndarray) -> np.ndarray:
-        """(3, h, w) 0..255 → (rows, cols) probabilities on the stride grid of the read window."""
-        if self.settings.mode == "fcn":
+        """(3, h, w) 0..255 → (rows, cols) probabilities on the stride grid of the read window
+        ((5, rows, cols) ``[p, dx, dy, w, h]`` in boxes mode)."""
+        if self.settings.mode in ("fcn", "boxes"):
             return self.backend(pixels[None])[0]
         return self._sliding(pixels)
 

@@ -25,6 +25,7 @@ from storage.uri import S3Uri, is_s3
 WEIGHTS = "model.safetensors"
 MANIFEST = "bundle.json"
 FORMAT_VERSION = 1
+KINDS = ("classifier", "detector")
 _REQUIRED = (
     "format_version", "arch", "arch_args", "input_size", "mean", "std", "classes",
     "positive_class", "output_stride", "receptive_field", "weights_sha256",
@@ -42,6 +43,9 @@ class Bundle:
     ``mean``/``std`` are per-channel (R, G, B) on the 0..1 scale of 8-bit pixels / 255.
     ``object_size_px`` is the side of a detection box in pixels (the face size seen in training).
     ``temperature`` divides logits before softmax so scores are calibrated on ``val/``.
+    ``kind``: ``"classifier"`` (chips → scores; detect modes fcn/sliding) or ``"detector"`` (the
+    approach-3 box detector, :mod:`models.detector`; mode boxes), where ``input_size`` is the
+    receptive field and ``max_box_px`` bounds the decoded box sides.
     ``gsd_m`` is the ground sample distance (metres per pixel) the model was trained at; None
     when unknown (bundles written before it was recorded): detection then scores native pixels.
     """
@@ -66,6 +70,8 @@ class Bundle:
     created_at: str = ""
     artifacts: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    kind: str = "classifier"
+    max_box_px: float | None = None
 
     @property
     def positive_index(self) -> int:
@@ -179,15 +185,20 @@ def _read_dir(p: Path) -> Bundle:
 
 
 def load_model(bundle: Bundle, device: str = "cpu"):
-    """Build the bundle's classifier and load its weights (eval mode, float32)."""
+    """Build the bundle's classifier or detector and load its weights (eval mode, float32)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from models.nets import build_classifier
+    if bundle.kind == "detector":
+        from models.detector import build_detector
 
-    model = build_classifier(
-        bundle.arch, bundle.input_size, num_classes=len(bundle.classes), **bundle.arch_args
-    )
+        model = build_detector(bundle.arch, **bundle.arch_args)
+    else:
+        from models.nets import build_classifier
+
+        model = build_classifier(
+            bundle.arch, bundle.input_size, num_classes=len(bundle.classes), **bundle.arch_args
+        )
     try:
         state = load_file(str(bundle.path / WEIGHTS), device=device)
     except (SafetensorError, OSError) as e:
@@ -243,6 +254,8 @@ def _from_manifest(path: Path, m: dict[str, Any]) -> Bundle:
         raise BundleError(
             f"{str(path)!r}: positive_class {b.positive_class!r} not in classes {list(b.classes)}"
         )
+    if b.kind not in KINDS:
+        raise BundleError(f"{str(path)!r}: kind {b.kind!r}, expected one of {KINDS}")
     if b.gsd_m is not None and not (isinstance(b.gsd_m, int | float) and b.gsd_m > 0):
         raise BundleError(f"{str(path)!r}: gsd_m {b.gsd_m!r} must be metres per pixel > 0 or null")
     if b.input_size < 1 or b.output_stride < 1:

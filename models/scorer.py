@@ -45,7 +45,19 @@ def build_scorer(bundle: Bundle, device: str = "cpu") -> nn.Sequential:
     """Bundle → eval-mode FCN scorer: (N, 3, H, W) float32 0..255 → (N, H', W') in 0..1.
 
     For H = W = ``bundle.input_size`` the output is (N, 1, 1): the classifier's chip score.
+    A detector bundle gives (N, 5, H', W') ``[p, dx, dy, w, h]`` (:class:`models.detector.BoxOutputs`),
+    still as three modules (normalise, network, output activation) so backends treat both alike.
     """
+    if bundle.kind == "detector":
+        from models.detector import BoxOutputs
+
+        net = load_model(bundle, device="cpu")
+        parts = (
+            Normalize(bundle.mean, bundle.std),
+            net,
+            BoxOutputs(net.output_stride, net.size_ref),
+        )
+        return nn.Sequential(*parts).to(device).eval()
     fcn = to_fcn(load_model(bundle, device="cpu"))
     scorer = nn.Sequential(
         Normalize(bundle.mean, bundle.std),

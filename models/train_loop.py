@@ -310,13 +310,16 @@ class _Worker:
             if loop.class_weights
             else None
         )
-        self.model = rt.prepare_model(build_model(loop))
+        self.model = rt.prepare_model(self.build_model())
         self.optimizer = make_optimizer(self.model.parameters(), loop)
         self.doc = self._restore(ray.train.get_checkpoint())
         self._make_loaders(*data)
         self.steps_per_epoch = max(1, len(self.train_loader))
         self.epoch, self.step = self.doc.get("epoch", 0), self.doc.get("step", 0)
         self.scheduler = make_scheduler(self.optimizer, loop, self.steps_per_epoch, self.step)
+
+    def build_model(self) -> nn.Module:
+        return build_model(self.loop)
 
     def _make_loaders(self, train_images, train_labels, val_images, val_labels) -> None:
         import ray.train.torch as rt

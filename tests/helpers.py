@@ -35,6 +35,31 @@ def untrained_bundle(path: Path, seed: int = 0, input_size: int = 64) -> Path:
     return path
 
 
+def untrained_detector_bundle(
+    path: Path, seed: int = 0, width: int = 6, heat_bias: float = 0.0, heat_gain: float = 1.0
+) -> Path:
+    """An approach-3 detector bundle with seeded random weights; ``heat_bias`` raises the
+    heatmap logits so random weights peak often (plenty of boxes for tiling tests) and
+    ``heat_gain`` scales them so the peaks stand out from their neighbours."""
+    import torch
+
+    from models.bundle import save_bundle
+    from models.detector import build_detector
+
+    torch.manual_seed(seed)
+    model = build_detector(width=width)
+    with torch.no_grad():
+        model.head[-1].bias[0] = heat_bias
+        model.head[-1].weight[0] *= heat_gain
+    save_bundle(
+        path, model, kind="detector", arch="centrenet", arch_args={"width": width},
+        input_size=model.receptive_field, mean=[0.3] * 3, std=[0.2] * 3, classes=["whale_face"],
+        positive_class="whale_face", output_stride=model.output_stride,
+        receptive_field=model.receptive_field, object_size_px=32.0, max_box_px=96.0,
+    )  # fmt: skip
+    return path
+
+
 def trained_bundle(root: Path, seed: int = 11, n_chips: int = 400, epochs: int = 5) -> Path:
     """A whalenet really trained on synthetic 64-px chips, in this process (no Ray): ~5 s on 1 CPU.
 
@@ -153,6 +178,32 @@ def truth_boxes(scene: Path) -> np.ndarray:
 def read_scene_rows(reports: Path):
     files = sorted((reports / "scenes").rglob("*.parquet"))
     return pads.dataset(files, format="parquet").to_table()
+
+
+def labelled_set(out: Path, sizes: list[int], seed: int = 0, whales: int = 8) -> Path:
+    """Synthetic scenes + ``annotations.csv`` in DeepForest layout (face boxes from the truth)."""
+    import csv
+
+    import pyarrow.parquet as pq
+
+    from synth.scene import SceneSpec, write_scene
+    from synth.truth import truth_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, size in enumerate(sizes):
+        scene = out / f"scene_{i}.tif"
+        write_scene(scene, SceneSpec(size, size, whales=whales, seed=seed * 1000 + i))
+        truth = pq.read_table(truth_path(scene)).to_pydict()
+        for box in zip(
+            *(truth[k] for k in ("px_xmin", "px_ymin", "px_xmax", "px_ymax")), strict=True
+        ):
+            rows.append([scene.name, *box, "whale_face"])
+    with open(out / "annotations.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image_path", "xmin", "ymin", "xmax", "ymax", "label"])
+        w.writerows(rows)
+    return out / "annotations.csv"
 
 
 # --- labelled scenes: bright squares as faces ---

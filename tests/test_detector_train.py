@@ -1,0 +1,83 @@
+"""Approach-3 training: data-parallel exactness, a tiny run end to end (train → resume → detect)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from helpers import labelled_set, read_detections
+
+from jobs.train_detector import load_labelled_scenes, train_detector
+from models.detector import BoxOutputs
+from models.detector_loop import DetectorLoopConfig, build_detector_model, train_detector_epoch
+from models.scene_crops import SceneCrops
+from models.scorer import Normalize
+from models.train_loop import load_weights, make_optimizer, make_scheduler
+
+
+@pytest.fixture(scope="module")
+def labels(tmp_path_factory):
+    return labelled_set(tmp_path_factory.mktemp("labelled"), [420, 380, 400], seed=3, whales=4)
+
+
+def test_two_workers_take_the_same_step_as_one_with_twice_the_batch(ray_local, labels, tmp_path):
+    from jobs.train import fit
+    from models.detector_loop import train_detector_per_worker
+
+    data = load_labelled_scenes(labels)
+    b = 2
+    loop = DetectorLoopConfig(
+        input_size=175, mean=(0.3, 0.3, 0.3), std=(0.2, 0.2, 0.2), arch_args={"width": 4},
+        epochs=1, batch_size=b, lr=0.05, optimizer="sgd", momentum=0.0, weight_decay=0.0,
+        schedule="constant", shuffle=False, max_steps=1, crops_per_epoch=2 * b,
+    )  # fmt: skip
+    payload = (data.images, data.boxes, (), ())
+    result = fit(loop, payload, workers=2, storage_path=str(tmp_path), name="dp",
+                 per_worker=train_detector_per_worker)  # fmt: skip
+    with result.checkpoint.as_directory() as d:
+        two_workers = load_weights(d)
+
+    # Reference: the same engine in this process, one worker, batch 2b, the same crops.
+    one = replace(loop, batch_size=2 * b)
+    model = build_detector_model(one)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = make_optimizer(model.parameters(), one)
+    crops = SceneCrops(data.images, data.boxes, crop=175, receptive_field=135, stride=4,
+                       crops_per_epoch=2 * b, augment=one.augment, seed=one.seed)  # fmt: skip
+    loader = torch.utils.data.DataLoader(crops, batch_size=2 * b, shuffle=False)
+    train_detector_epoch(model, loader, optimizer, make_scheduler(optimizer, one, 1),
+                         Normalize(one.mean, one.std), BoxOutputs(4, model.size_ref), 135,
+                         max_steps=1)  # fmt: skip
+    moved = 0
+    for k, v in model.state_dict().items():
+        moved += not torch.equal(v, start[k])
+        torch.testing.assert_close(two_workers[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    assert moved == len(start), "some parameters did not move: the step was a no-op"
+
+
+def test_train_resume_then_detect_end_to_end(ray_local, labels, tmp_path):
+    from jobs.detect import detect
+
+    opts = dict(workers=2, batch_size=4, crops_per_epoch=8, width=4, crop=199, progress=False)
+    first = train_detector(labels, tmp_path / "b", epochs=1, **opts)
+    bundle = train_detector(labels, tmp_path / "b", epochs=2, resume=True, **opts)
+    assert first.kind == bundle.kind == "detector"
+    history = bundle.metrics["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and {"val_ap", "val_ap50"} <= set(history[-1])
+    assert bundle.metrics["val_scenes"] == [str(labels.parent / "scene_2.tif")]
+    assert bundle.gsd_m == pytest.approx(0.1) and bundle.receptive_field == 135
+    assert bundle.max_box_px is not None and 20 < bundle.object_size_px < 45
+
+    scene = labels.parent / "scene_2.tif"
+    out = tmp_path / "reports"
+    res = CliRunner().invoke(detect, [str(bundle.path), str(scene), "--out", str(out),
+                                      "--workers", "0", "--quiet", "--threshold", "0.05"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    t = read_detections(out)
+    assert set(t["mode"].to_pylist()) <= {"boxes"} and len(t) > 0
+    w = t["px_xmax"].to_numpy() - t["px_xmin"].to_numpy()
+    h = t["px_ymax"].to_numpy() - t["px_ymin"].to_numpy()
+    assert np.all(w > 0) and np.all(h > 0) and not np.allclose(w, h)  # the network's own sizes
