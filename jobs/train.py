@@ -297,6 +297,17 @@ def format_epoch(m: dict[str, float], epochs: int) -> str:
     )
 
 
+def read_checkpoint(checkpoint, run_name: str) -> tuple[dict, list[dict]]:
+    """The weights and per-epoch history of a run's last Ray Train ``checkpoint``;
+    ``TrainError`` naming ``run_name`` when the run reported none."""
+    from models.train_loop import STATE, load_weights
+
+    if checkpoint is None:
+        raise TrainError(f"run {run_name!r} reported no checkpoint")
+    with checkpoint.as_directory() as d:
+        return load_weights(d), json.loads((Path(d) / STATE).read_text())["history"]
+
+
 def write_bundle(config: TrainConfig, data, loop, checkpoint, seconds: float):
     """Load the last checkpoint, calibrate on ``val/`` (held-out chips), save the model bundle."""
     import torch
@@ -306,13 +317,9 @@ def write_bundle(config: TrainConfig, data, loop, checkpoint, seconds: float):
     from models.calibrate import fit_temperature, laplace_smoothing, nll
     from models.data import POSITIVE_CLASS
     from models.scorer import Normalize
-    from models.train_loop import STATE, build_model, load_weights, predict_logits
+    from models.train_loop import build_model, predict_logits
 
-    if checkpoint is None:
-        raise TrainError(f"run {config.run_name!r} reported no checkpoint")
-    with checkpoint.as_directory() as d:
-        weights = load_weights(d)
-        history = json.loads((Path(d) / STATE).read_text())["history"]
+    weights, history = read_checkpoint(checkpoint, config.run_name)
     model = build_model(loop)
     model.load_state_dict(weights)
     logits = predict_logits(model, data.val.images, Normalize(data.mean, data.std))

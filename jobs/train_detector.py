@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.train import RunPaths, TrainError, _check, check_run, fit_run
+from jobs.train import RunPaths, TrainError, _check, check_run, fit_run, read_checkpoint
 
 log = logging.getLogger(__name__)
 CLASS = "whale_face"
@@ -218,17 +218,10 @@ def tune_threshold(model, loop, images, boxes) -> tuple[float, float | None]:
 def write_detector_bundle(config: DetectorTrainConfig, data: LabelledScenes, split: int, loop,
                           checkpoint, seconds: float):  # fmt: skip
     """The last checkpoint's weights + everything detection needs, as a ``kind: detector`` bundle."""
-    import json
-
     from models.bundle import save_bundle
     from models.detector_loop import build_detector_model
-    from models.train_loop import STATE, load_weights
 
-    if checkpoint is None:
-        raise TrainError(f"run {config.run_name!r} reported no checkpoint")
-    with checkpoint.as_directory() as d:
-        weights = load_weights(d)
-        history = json.loads((Path(d) / STATE).read_text())["history"]
+    weights, history = read_checkpoint(checkpoint, config.run_name)
     model = build_detector_model(loop)
     model.load_state_dict(weights)
     threshold, f1 = tune_threshold(model, loop, data.images[split:], data.boxes[split:])
