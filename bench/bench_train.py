@@ -32,7 +32,8 @@ def run(chips: Path, epochs: int, batch_size: int, workers: tuple[int, ...], rou
     import ray
 
     from jobs.ray_session import ray_session
-    from jobs.train import TrainConfig, fit, loop_config
+    from jobs.ray_train import fit
+    from jobs.train import TrainConfig, loop_config
     from models.data import read_dataset
 
     data = read_dataset(chips)

@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from bench.check_workers import _same
-from bench.common import save
+from bench.common import held_out_scenes, save
 
 ACTOR = "ray::_RemoteDetector"
 REPO = Path(__file__).resolve().parent.parent
@@ -168,15 +168,8 @@ def main() -> None:
     p.add_argument("--scenes", type=int, default=3)
     p.add_argument("--cpus-per-worker", type=int, default=1)
     args = p.parse_args()
-    from synth.scene import SceneSpec, write_scene
-
     root = Path(args.work or tempfile.mkdtemp(prefix="whalescan-nodes-"))
-    scenes = []
-    for i in range(args.scenes):
-        path = root / f"held-out-{i}.tif"
-        if not path.exists():
-            write_scene(path, SceneSpec(args.side, args.side, whales=20, seed=9100 + i))
-        scenes.append(path)
+    scenes = held_out_scenes(root, args.scenes, args.side, whales=20, seed=9100)
     bundle = args.bundle
     if bundle is None:
         sys.path.insert(0, str(REPO))

@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 import pyarrow.dataset as pads
 
-from bench.common import save
+from bench.common import held_out_scenes, save
 
 
 def _run(bundle: str, scenes: list[Path], out: Path, workers: int, kill_after: float | None):
@@ -72,15 +72,9 @@ def main() -> None:
     args = p.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     from jobs.ray_session import ray_session
-    from synth.scene import SceneSpec, write_scene
 
     root = Path(args.work or tempfile.mkdtemp(prefix="whalescan-workers-"))
-    scenes = []
-    for i in range(args.scenes):
-        path = root / f"held-out-{i}.tif"
-        if not path.exists():
-            write_scene(path, SceneSpec(args.side, args.side, whales=40, seed=9000 + i))
-        scenes.append(path)
+    scenes = held_out_scenes(root, args.scenes, args.side, whales=40, seed=9000)
     mp = args.scenes * args.side**2 / 1e6
     with ray_session(None):
         s1, _ = _run(args.bundle, scenes, root / "w1", 1, None)

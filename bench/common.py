@@ -1,4 +1,5 @@
-"""Shared bits of the benchmarks: a results file per benchmark (with machine and date), timers."""
+"""Shared bits of the benchmarks: a results file per benchmark (with machine and date), timers,
+held-out scenes."""
 
 from __future__ import annotations
 
@@ -39,6 +40,20 @@ def save(name: str, payload: dict) -> Path:
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2, default=str) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def held_out_scenes(root: Path, n: int, side: int, whales: int, seed: int) -> list[Path]:
+    """``n`` synthetic ``side``² px scenes ``root/held-out-{i}.tif`` (seeds ``seed + i``), each
+    written only when missing so a rerun with the same ``--work`` reuses them."""
+    from synth.scene import SceneSpec, write_scene
+
+    scenes = []
+    for i in range(n):
+        path = root / f"held-out-{i}.tif"
+        if not path.exists():
+            write_scene(path, SceneSpec(side, side, whales=whales, seed=seed + i))
+        scenes.append(path)
+    return scenes
 
 
 def tree_rss(pid: int) -> int:

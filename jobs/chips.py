@@ -8,16 +8,16 @@ in :mod:`labels.chips`. Also runs as ``python -m jobs.chips ...``.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import click
 
-from jobs.options import verbose_option
+from jobs.options import config_defaults, verbose_option
+from jobs.run_config import run_config
 from labels.chips import ChipsConfig, cut_chips
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ChipsConfig)}
+default_option = config_defaults(ChipsConfig)
 
 
 def labels_options(fn):
@@ -38,38 +38,23 @@ def labels_options(fn):
 @click.command("chips")
 @click.argument("labels", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option(
-    "--size", type=int, default=_DEFAULTS["size"], show_default=True, help="Chip side, px."
-)
+@default_option("--size", help="Chip side, px.")
 @click.option(
     "--gsd", "gsd_m", type=float, default=None,
     help="Cut chips at this ground sample distance (m/px); default the scenes' own pixels.",
 )  # fmt: skip
-@click.option("--seed", type=int, default=_DEFAULTS["seed"], show_default=True)
-@click.option(
-    "--val-fraction", type=float, default=_DEFAULTS["val_fraction"], show_default=True,
-    help="Share of the SCENES whose chips go to val/.",
-)  # fmt: skip
-@click.option(
-    "--per-face", type=int, default=_DEFAULTS["per_face"], show_default=True,
-    help="Positive chips per labelled face (each with its own jitter).",
-)  # fmt: skip
-@click.option(
-    "--negatives", type=float, default=_DEFAULTS["negatives"], show_default=True,
-    help="Negative chips per positive chip.",
-)  # fmt: skip
+@default_option("--seed")
+@default_option("--val-fraction", help="Share of the SCENES whose chips go to val/.")
+@default_option("--per-face", help="Positive chips per labelled face (each with its own jitter).")
+@default_option("--negatives", help="Negative chips per positive chip.")
 @labels_options
 @verbose_option
 def chips(labels: Path, out: Path, **opts: Any) -> None:
     """Cut face / not_face chips from the scenes LABELS names into OUT (train/ and val/)."""
-    try:
-        config = ChipsConfig(labels=labels, out=out, **opts)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
-    try:
-        summary = cut_chips(config)
-    except ValueError as e:  # LabelsError: the message names the file, row and problem
-        raise click.ClickException(str(e)) from e
+    # LabelsError (a ValueError) names the file, row and problem
+    summary = run_config(
+        lambda: ChipsConfig(labels=labels, out=out, **opts), cut_chips, errors=(ValueError,)
+    )
     click.echo(str(summary))
 
 

@@ -9,7 +9,6 @@ REPORTS is a directory or ``s3://bucket/prefix``; LABELS a DeepForest CSV or a v
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,9 @@ import numpy as np
 
 from jobs.chips import labels_options
 from jobs.options import verbose_option
+from jobs.run_config import run_config
+from reports.evaluate import check_iou_threshold
+from reports.store import check_reports_root
 from reports.truth import match_report
 
 __all__ = ["EvaluateConfig", "box_iou", "evaluate", "format_evaluation", "run_evaluate"]
@@ -34,14 +36,8 @@ class EvaluateConfig:
     point_box_m: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.reports:
-            raise ValueError(
-                "EvaluateConfig.reports is empty: give a directory or s3://bucket/prefix"
-            )
-        if not (
-            isinstance(self.iou, int | float) and math.isfinite(self.iou) and 0 < self.iou <= 1
-        ):
-            raise ValueError(f"EvaluateConfig.iou={self.iou!r}: expected a number in (0, 1]")
+        check_reports_root(self.reports, "EvaluateConfig.reports")
+        check_iou_threshold(self.iou, "EvaluateConfig.iou")
 
 
 def box_iou(det_boxes: np.ndarray, truth_boxes: np.ndarray) -> np.ndarray:
@@ -120,14 +116,9 @@ def format_evaluation(evaluation) -> str:
 @verbose_option
 def evaluate(reports, labels, iou, as_json, scene_column, point_box_m):
     """Score the latest detections in REPORTS (dir or s3://) against the LABELS file."""
-    try:
-        config = EvaluateConfig(reports, labels, iou, scene_column, point_box_m)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
-    try:
-        evaluation = run_evaluate(config)
-    except (ValueError, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from e
+    evaluation = run_config(
+        lambda: EvaluateConfig(reports, labels, iou, scene_column, point_box_m), run_evaluate
+    )
     click.echo(
         json.dumps(evaluation.to_dict(), indent=1) if as_json else format_evaluation(evaluation)
     )

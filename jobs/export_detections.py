@@ -14,6 +14,8 @@ from pathlib import Path
 import click
 
 from jobs.options import verbose_option
+from jobs.run_config import run_config
+from reports.store import check_reports_root
 
 __all__ = ["ExportDetectionsConfig", "export_detections", "run_export_detections"]
 
@@ -28,10 +30,7 @@ class ExportDetectionsConfig:
     def __post_init__(self) -> None:
         from reports.gis import FORMATS
 
-        if not self.reports:
-            raise ValueError(
-                "ExportDetectionsConfig.reports is empty: give a directory or s3://bucket/prefix"
-            )
+        check_reports_root(self.reports, "ExportDetectionsConfig.reports")
         if "://" in self.out or Path(self.out).suffix.lower() not in FORMATS:
             raise ValueError(
                 f"ExportDetectionsConfig.out={self.out!r}: expected a local file ending in "
@@ -55,14 +54,7 @@ def run_export_detections(config: ExportDetectionsConfig) -> tuple[Path, int]:
 @verbose_option
 def export_detections(reports, out):
     """Write the latest detections in REPORTS (dir or s3://) to OUT (.gpkg, .geojson or .csv)."""
-    try:
-        config = ExportDetectionsConfig(reports, out)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
-    try:
-        path, n = run_export_detections(config)
-    except (ValueError, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from e
+    path, n = run_config(lambda: ExportDetectionsConfig(reports, out), run_export_detections)
     click.echo(f"{path}: {n} detection(s)")
 
 

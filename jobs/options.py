@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from typing import Any
 
 import click
 
@@ -13,6 +15,7 @@ __all__ = [
     "MODES",
     "address_option",
     "backend_option",
+    "config_defaults",
     "mode_option",
     "progress_option",
     "verbose_option",
@@ -62,6 +65,20 @@ workers_option = click.option(
     default=None,
     help="Detection actors (default: one per GPU, else the CPU default); 0 = no Ray.",
 )
+
+
+def config_defaults(config_cls: type) -> Any:
+    """A ``click.option`` factory whose default (shown in ``--help``) is ``config_cls``'s field
+    default, so a default is stated once, in the config: ``option("--lr", help=...)`` reads
+    field ``lr``; ``type`` is the default's type unless given."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config_cls)}
+
+    def option(flag: str, **kwargs: Any):
+        default = defaults[flag.lstrip("-").replace("-", "_")]
+        kwargs.setdefault("type", type(default))
+        return click.option(flag, default=default, show_default=True, **kwargs)
+
+    return option
 
 
 def _progress_default(ctx: click.Context, param: click.Parameter, value: bool | None) -> bool:

@@ -11,6 +11,9 @@ import click
 
 from jobs.chips import labels_options
 from jobs.options import verbose_option
+from jobs.run_config import run_config
+from reports.evaluate import check_iou_threshold
+from reports.store import check_reports_root
 from storage.uri import S3Uri, is_s3
 
 __all__ = ["ReportConfig", "default_out", "report", "run_report"]
@@ -53,18 +56,14 @@ class ReportConfig:
     point_box_m: float | None = None
 
     def __post_init__(self) -> None:
-        if not self.reports:
-            raise ValueError(
-                "ReportConfig.reports is empty: give a directory or s3://bucket/prefix"
-            )
+        check_reports_root(self.reports, "ReportConfig.reports")
         if self.out is not None and "://" in self.out:
             raise ValueError(
                 f"ReportConfig.out={self.out!r}: the HTML report is written to a local directory"
             )
         if not 0 <= self.top_n <= 100:
             raise ValueError(f"ReportConfig.top_n={self.top_n}: expected 0..100")
-        if not 0 < self.iou <= 1:
-            raise ValueError(f"ReportConfig.iou={self.iou!r}: expected a number in (0, 1]")
+        check_iou_threshold(self.iou, "ReportConfig.iou")
         if not 512 <= self.overview_px <= 1600:
             raise ValueError(f"ReportConfig.overview_px={self.overview_px}: expected 512..1600")
 
@@ -131,18 +130,14 @@ def report(
     reports, out, scenes, heatmap, top_n, overview_px, labels, iou, scene_column, point_box_m
 ):
     """Write a static HTML report (index.html + images) of the reports root REPORTS (dir or s3://)."""
-    try:
-        config = ReportConfig(
+    result = run_config(
+        lambda: ReportConfig(
             reports=reports, out=out, scenes=tuple(scenes), heatmap=heatmap, top_n=top_n,
             overview_px=overview_px, labels=labels, iou=iou, scene_column=scene_column,
             point_box_m=point_box_m,
-        )  # fmt: skip
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
-    try:
-        result = run_report(config)
-    except (ValueError, FileNotFoundError) as e:
-        raise click.ClickException(str(e)) from e
+        ),
+        run_report,
+    )  # fmt: skip
     click.echo(
         f"{result.index}: {result.scenes} scene(s) ({result.ok} ok, {result.failed} failed, "
         f"{result.skipped} skipped), {result.detections} whale face(s)"

@@ -6,16 +6,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import logging
-import math
-import os
-import sys
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,32 +15,18 @@ from typing import Any
 import click
 
 from jobs.chips import labels_options
-from jobs.options import address_option, progress_option, verbose_option
+from jobs.options import address_option, config_defaults, progress_option, verbose_option
+from jobs.ray_train import (
+    RunPaths,
+    TrainError,
+    check_field,
+    check_run,
+    fit_run,
+    read_checkpoint,
+)
+from jobs.run_config import run_config
 
 log = logging.getLogger(__name__)
-
-
-class TrainError(ValueError):
-    """A training run cannot start or finish as asked (e.g. ``--resume`` with nothing to resume)."""
-
-
-class RunPaths:
-    """Where a training config's run lives: needs ``out`` (Path) and ``storage`` (str | None)."""
-
-    out: Path
-    storage: str | None
-
-    @property
-    def run_name(self) -> str:
-        """Ray Train run name: the bundle's file name, so ``--resume`` finds the same run."""
-        return self.out.name
-
-    @property
-    def storage_path(self) -> str:
-        """Checkpoints: ``storage`` (a dir or URI), else ``<out>.runs`` beside the bundle."""
-        if self.storage:
-            return self.storage if "://" in self.storage else str(Path(self.storage).resolve())
-        return str(self.out.resolve().parent / f"{self.out.name}.runs")
 
 
 @dataclass(frozen=True)
@@ -93,28 +71,14 @@ class TrainConfig(RunPaths):
         except ValueError as e:
             raise ValueError(f"augment: {e}") from e
         check_run(self)
-        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "≥ 0")
-        _check(self.arch in ARCHS, "arch", self.arch, f"one of {sorted(ARCHS)}")
-        _check(self.object_size is None or self.object_size > 0, "object_size",
+        check_field(self.weight_decay >= 0, "weight_decay", self.weight_decay, "≥ 0")
+        check_field(self.arch in ARCHS, "arch", self.arch, f"one of {sorted(ARCHS)}")
+        check_field(self.object_size is None or self.object_size > 0, "object_size",
                self.object_size, "> 0 pixels")  # fmt: skip
-        _check(self.gsd_m is None or self.gsd_m > 0, "gsd_m", self.gsd_m, "> 0 metres per pixel")
-        _check(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "> 0")
-
-
-def check_run(config) -> None:
-    """Validate the fields every training config has: epochs, workers, batch_size, lr."""
-    _check(config.epochs >= 1, "epochs", config.epochs, "an integer ≥ 1")
-    _check(config.workers >= 1, "workers", config.workers, "an integer ≥ 1")
-    _check(
-        config.batch_size >= config.workers and config.batch_size % config.workers == 0,
-        "batch_size", config.batch_size, f"a multiple of workers ({config.workers})",
-    )  # fmt: skip
-    _check(config.lr > 0, "lr", config.lr, "> 0")
-
-
-def _check(ok: bool, name: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}: got {value!r}, expected {expected}")
+        check_field(
+            self.gsd_m is None or self.gsd_m > 0, "gsd_m", self.gsd_m, "> 0 metres per pixel"
+        )
+        check_field(self.cpus_per_worker > 0, "cpus_per_worker", self.cpus_per_worker, "> 0")
 
 
 def run_train(config: TrainConfig):
@@ -125,25 +89,6 @@ def run_train(config: TrainConfig):
     loop = loop_config(config, data)
     result, seconds = fit_run(config, loop, data)
     return write_bundle(config, data, loop, result.checkpoint, seconds)
-
-
-def fit_run(config, loop, data, per_worker=None):
-    """Prepare ``config``'s run directory, join or start Ray and :func:`fit`; (result, seconds).
-
-    ``config``: any training config with the run fields (out/storage/resume/address/workers…).
-    """
-    from jobs.ray_session import ray_session
-
-    prepare_run_dir(config.storage_path, config.run_name, config.resume)
-    num_cpus = max(os.cpu_count() or 1, math.ceil(config.workers * config.cpus_per_worker))
-    t0 = time.perf_counter()
-    with ray_session(config.address, num_cpus=num_cpus):
-        result = fit(
-            loop, data, workers=config.workers, storage_path=config.storage_path,
-            name=config.run_name, cpus_per_worker=config.cpus_per_worker,
-            use_gpu=config.use_gpu, progress=config.progress, per_worker=per_worker,
-        )  # fmt: skip
-    return result, time.perf_counter() - t0
 
 
 def loop_config(config: TrainConfig, data):
@@ -166,137 +111,6 @@ def loop_config(config: TrainConfig, data):
     )  # fmt: skip
 
 
-def prepare_run_dir(storage_path: str, name: str, resume: bool) -> None:
-    """Check there is a run to resume, or clear an old one so a fresh run starts from scratch.
-
-    Ray Train V2 restores from whatever a run of the same (storage_path, name) left behind.
-    """
-    import pyarrow.fs as pafs
-
-    fs, root = pafs.FileSystem.from_uri(
-        storage_path if "://" in storage_path else Path(storage_path).as_uri()
-    )
-    path = f"{root.rstrip('/')}/{name}"
-    exists = fs.get_file_info(path).type != pafs.FileType.NotFound
-    if resume and not exists:
-        raise TrainError(f"--resume: no earlier run {name!r} under {storage_path!r}")
-    if exists and not resume:
-        log.info("starting afresh: removing the earlier run at %s/%s", storage_path, name)
-        fs.delete_dir(path)
-
-
-def fit(loop, data, *, workers: int, storage_path: str, name: str, cpus_per_worker: float = 1.0,
-        use_gpu: bool | None = None, progress: bool = False, per_worker=None):  # fmt: skip
-    """Run ``per_worker`` (default :func:`models.train_loop.train_per_worker`, the classifier's)
-    on ``workers`` Ray Train workers; it gets ``data`` through the object store — the chips'
-    (train images, labels, val images, labels) for the classifier, ``data`` itself otherwise.
-
-    Needs a connected Ray. Returns the ``ray.train.Result`` (its checkpoint is the last epoch's).
-    """
-    import ray
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from models.train_loop import train_per_worker
-
-    if use_gpu is None:
-        use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
-    resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
-    if per_worker is None:
-        per_worker = train_per_worker
-        data = (data.train.images, data.train.labels, data.val.images, data.val.labels)
-    arrays = ray.put(data)
-    with progress_events(loop.epochs, progress) as queue:
-        trainer = TorchTrainer(
-            per_worker,
-            train_loop_config={"loop": loop, "data": arrays, "progress": queue},
-            scaling_config=ScalingConfig(
-                num_workers=workers, use_gpu=use_gpu, resources_per_worker=resources
-            ),
-            run_config=RunConfig(
-                name=name,
-                storage_path=storage_path,
-                checkpoint_config=CheckpointConfig(num_to_keep=2),
-            ),
-        )
-        return trainer.fit()
-
-
-@contextlib.contextmanager
-def progress_events(epochs: int, enabled: bool) -> Iterator[Any]:
-    """A Ray queue that rank 0 fills with progress events, shown here as a tqdm bar on stderr."""
-    if not enabled:
-        yield None
-        return
-    import ray
-    from ray.util.queue import Queue
-
-    queue = Queue(actor_options={"num_cpus": 0})
-    display = _ProgressDisplay(queue, epochs)
-    thread = threading.Thread(target=display.pump, name="train-progress", daemon=True)
-    thread.start()
-    try:
-        yield queue
-    finally:
-        display.stop.set()
-        thread.join()
-        display.drain()
-        display.close()
-        ray.kill(queue.actor)
-
-
-class _ProgressDisplay:
-    """Turns ("step", epoch, i, n) and ("epoch", metrics) events into a bar and epoch lines."""
-
-    def __init__(self, queue, epochs: int):
-        from tqdm import tqdm
-
-        self.queue, self.epochs, self.stop = queue, epochs, threading.Event()
-        fmt = "{l_bar}{bar}| {n:.1f}/{total} epochs [{elapsed}<{remaining}]{postfix}"
-        self.bar = tqdm(total=epochs, desc="train", file=sys.stderr, dynamic_ncols=True,
-                        bar_format=fmt)  # fmt: skip
-
-    def pump(self) -> None:
-        from ray.util.queue import Empty
-
-        while not self.stop.is_set():
-            with contextlib.suppress(Empty):
-                self.show(self.queue.get(timeout=0.5))
-
-    def drain(self) -> None:
-        from ray.util.queue import Empty
-
-        with contextlib.suppress(Empty):
-            while True:
-                self.show(self.queue.get_nowait())
-
-    def show(self, event: tuple) -> None:
-        if event[0] == "step":
-            _, epoch, i, n = event
-            self.bar.n = epoch + i / n
-            self.bar.refresh()
-        elif event[0] == "epoch":
-            m = event[1]
-            self.bar.n = m["epoch"]
-            if "val_accuracy" in m:
-                self.bar.set_postfix(val_acc=f"{m['val_accuracy']:.3f}", refresh=False)
-            self.bar.write(format_epoch(m, self.epochs), file=sys.stderr)
-            self.bar.refresh()
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def format_epoch(m: dict[str, float], epochs: int) -> str:
-    if "val_accuracy" not in m:  # the box detector: its own metrics, in the order it gives them
-        rest = "  ".join(f"{k} {v:.4f}" for k, v in m.items() if k.startswith(("train_l", "val_")))
-        return f"epoch {m['epoch']:>3}/{epochs}  {rest}"
-    return (
-        f"epoch {m['epoch']:>3}/{epochs}  train loss {m['train_loss']:.4f} acc "
-        f"{m['train_accuracy']:.3f}  val loss {m['val_loss']:.4f} acc {m['val_accuracy']:.3f}"
-    )
-
-
 def write_bundle(config: TrainConfig, data, loop, checkpoint, seconds: float):
     """Load the last checkpoint, calibrate on ``val/`` (held-out chips), save the model bundle."""
     import torch
@@ -306,13 +120,9 @@ def write_bundle(config: TrainConfig, data, loop, checkpoint, seconds: float):
     from models.calibrate import fit_temperature, laplace_smoothing, nll
     from models.data import POSITIVE_CLASS
     from models.scorer import Normalize
-    from models.train_loop import STATE, build_model, load_weights, predict_logits
+    from models.train_loop import build_model, predict_logits
 
-    if checkpoint is None:
-        raise TrainError(f"run {config.run_name!r} reported no checkpoint")
-    with checkpoint.as_directory() as d:
-        weights = load_weights(d)
-        history = json.loads((Path(d) / STATE).read_text())["history"]
+    weights, history = read_checkpoint(checkpoint, config.run_name)
     model = build_model(loop)
     model.load_state_dict(weights)
     logits = predict_logits(model, data.val.images, Normalize(data.mean, data.std))
@@ -365,7 +175,7 @@ def _object_size(config: TrainConfig, data) -> float:
 
 # --- CLI: builds the config, calls run_train ---
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+default_option = config_defaults(TrainConfig)
 
 
 @click.command("train")
@@ -373,43 +183,19 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 @click.option(
     "--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write."
 )
-@click.option(
-    "--epochs",
-    type=int,
-    default=_DEFAULTS["epochs"],
-    show_default=True,
-    help="Total epochs (with --resume: including those already done).",
-)
-@click.option(
-    "--workers",
-    type=int,
-    default=_DEFAULTS["workers"],
-    show_default=True,
-    help="Ray Train workers (one GPU each where the cluster has GPUs).",
-)
+@default_option("--epochs", help="Total epochs (with --resume: including those already done).")
+@default_option("--workers", help="Ray Train workers (one GPU each where the cluster has GPUs).")
 @click.option(
     "--arch",
     default=None,
     help="Classifier: whalenet (default for chip folders), alexnet or resnet18. With a labels "
     "file, --arch trains a classifier on chips cut from it; without, the box detector.",
 )
-@click.option(
-    "--batch-size",
-    type=int,
-    default=_DEFAULTS["batch_size"],
-    show_default=True,
-    help="Global batch, split evenly over the workers.",
-)
-@click.option(
-    "--lr",
-    type=float,
-    default=_DEFAULTS["lr"],
-    show_default=True,
-    help="Peak learning rate (AdamW, warm-up + cosine).",
-)
+@default_option("--batch-size", help="Global batch, split evenly over the workers.")
+@default_option("--lr", help="Peak learning rate (AdamW, warm-up + cosine).")
 @click.option(
     "--augment",
-    default=",".join(_DEFAULTS["augment"]),
+    default=",".join(TrainConfig.augment),
     show_default=True,
     help="Comma list of flip,rot90,jitter,invert; 'none' for no augmentation.",
 )
@@ -421,13 +207,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     is_flag=True,
     help="Continue the run of the same --out/--storage from its last checkpoint.",
 )
-@click.option(
-    "--seed",
-    type=int,
-    default=_DEFAULTS["seed"],
-    show_default=True,
-    help="Seeds the initial weights, shuffling and augmentation.",
-)
+@default_option("--seed", help="Seeds the initial weights, shuffling and augmentation.")
 @click.option(
     "--object-size",
     type=float,
@@ -442,9 +222,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     help="Metres per pixel of the chips; default dataset.json's gsd_m, else unknown. With a "
     "labels file and --arch: the chips are cut at this GSD.",
 )
-@click.option(
-    "--cpus-per-worker", type=float, default=_DEFAULTS["cpus_per_worker"], show_default=True
-)
+@default_option("--cpus-per-worker")
 @progress_option
 @click.option(
     "--chip-size",
@@ -485,15 +263,12 @@ def train(data: Path, out: Path, **opts: Any) -> None:
             click.echo(f"{bundle.path}  detector  {json.dumps(_scalars(bundle.metrics))}")
             return
         data = cut_training_chips(data.resolve(), out.resolve(), **chip_opts)
-    opts["arch"] = opts["arch"] or _DEFAULTS["arch"]
-    try:
-        config = TrainConfig(data=data.resolve(), out=out.resolve(), **opts)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
-    try:
-        bundle = run_train(config)
-    except (ChipDataError, TrainError, BundleError) as e:
-        raise click.ClickException(str(e)) from e
+    opts["arch"] = opts["arch"] or TrainConfig.arch
+    bundle = run_config(
+        lambda: TrainConfig(data=data.resolve(), out=out.resolve(), **opts),
+        run_train,
+        errors=(ChipDataError, TrainError, BundleError),
+    )
     m = bundle.metrics
     click.echo(
         f"{bundle.path}  val_accuracy={m['val_accuracy']:.4f}  val_loss={m['val_loss']:.4f}  "

@@ -3,7 +3,7 @@
 ``train_detector(LABELS, OUT)`` reads the labels (DeepForest CSV or a vector file), loads each
 labelled scene whole (bands and scaling as ``whalescan detect`` reads them), holds out the last
 ``val_scenes`` scenes for per-epoch AP, and trains :mod:`models.detector` data-parallel with the
-classifier's machinery (:func:`jobs.train.fit`: checkpoints, ``resume``, progress).
+classifier's machinery (:func:`jobs.ray_train.fit`: checkpoints, ``resume``, progress).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jobs.train import RunPaths, TrainError, _check, check_run, fit_run
+from jobs.ray_train import RunPaths, TrainError, check_field, check_run, fit_run, read_checkpoint
 
 log = logging.getLogger(__name__)
 CLASS = "whale_face"
@@ -36,7 +36,7 @@ class DetectorTrainConfig(RunPaths):
 
     labels: Path
     out: Path
-    epochs: int = 12
+    epochs: int = 24
     workers: int = 2
     batch_size: int = 16
     lr: float = 3e-3
@@ -61,11 +61,11 @@ class DetectorTrainConfig(RunPaths):
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "augment", tuple(self.augment))
         check_run(self)
-        _check(self.crop >= 135, "crop", self.crop, "≥ 135 px (the receptive field)")
-        _check(self.crops_per_epoch >= self.batch_size, "crops_per_epoch",
+        check_field(self.crop >= 135, "crop", self.crop, "≥ 135 px (the receptive field)")
+        check_field(self.crops_per_epoch >= self.batch_size, "crops_per_epoch",
                self.crops_per_epoch, f"≥ batch_size ({self.batch_size})")  # fmt: skip
-        _check(self.width >= 4, "width", self.width, "≥ 4")
-        _check(self.val_scenes is None or self.val_scenes >= 0, "val_scenes", self.val_scenes,
+        check_field(self.width >= 4, "width", self.width, "≥ 4")
+        check_field(self.val_scenes is None or self.val_scenes >= 0, "val_scenes", self.val_scenes,
                "≥ 0")  # fmt: skip
 
 
@@ -218,17 +218,10 @@ def tune_threshold(model, loop, images, boxes) -> tuple[float, float | None]:
 def write_detector_bundle(config: DetectorTrainConfig, data: LabelledScenes, split: int, loop,
                           checkpoint, seconds: float):  # fmt: skip
     """The last checkpoint's weights + everything detection needs, as a ``kind: detector`` bundle."""
-    import json
-
     from models.bundle import save_bundle
     from models.detector_loop import build_detector_model
-    from models.train_loop import STATE, load_weights
 
-    if checkpoint is None:
-        raise TrainError(f"run {config.run_name!r} reported no checkpoint")
-    with checkpoint.as_directory() as d:
-        weights = load_weights(d)
-        history = json.loads((Path(d) / STATE).read_text())["history"]
+    weights, history = read_checkpoint(checkpoint, config.run_name)
     model = build_detector_model(loop)
     model.load_state_dict(weights)
     threshold, f1 = tune_threshold(model, loop, data.images[split:], data.boxes[split:])

@@ -30,18 +30,17 @@ def chips_dir(out: Path) -> Path:
 
 def cut_training_chips(labels: Path, out: Path, **chip_opts: Any) -> Path:
     """Cut the chips for bundle ``out`` from ``labels``; returns the chip folder."""
+    from jobs.run_config import run_config
     from labels.chips import ChipsConfig, cut_chips
 
-    try:
-        config = ChipsConfig(labels=labels, out=chips_dir(out), **chip_opts)
-    except ValueError as e:
-        raise click.UsageError(str(e)) from e
-    try:
-        summary = cut_chips(config)
-    except ValueError as e:  # LabelsError names the file, row and problem
-        raise click.ClickException(str(e)) from e
+    # LabelsError (a ValueError) names the file, row and problem
+    summary = run_config(
+        lambda: ChipsConfig(labels=labels, out=chips_dir(out), **chip_opts),
+        cut_chips,
+        errors=(ValueError,),
+    )
     click.echo(str(summary), err=True)
-    return config.out
+    return summary.out
 
 
 def train_detector_cli(labels: Path, out: Path, explicit: dict[str, Any]):

@@ -9,6 +9,7 @@ caller (``iou_fn``: (N, 4), (M, 4) → (N, M)), so this module needs no torch.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,15 @@ from reports.truth import (
     pool_matchings,
 )
 
-__all__ = ["CRITERIA", "Evaluation", "SceneEval", "evaluate_reports", "metrics", "pair_scenes"]
+__all__ = [
+    "CRITERIA",
+    "Evaluation",
+    "SceneEval",
+    "check_iou_threshold",
+    "evaluate_reports",
+    "metrics",
+    "pair_scenes",
+]
 
 IouFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 CRITERIA = ("iou", "centre")
@@ -143,6 +152,12 @@ def pair_scenes(labels_scenes: Sequence[str], report_scenes: Sequence[str]) -> d
     return pairs
 
 
+def check_iou_threshold(iou: float, field: str) -> None:
+    """``ValueError`` naming ``field`` unless ``iou`` is a finite number in (0, 1]."""
+    if isinstance(iou, bool) or not isinstance(iou, numbers.Real) or not 0 < iou <= 1:
+        raise ValueError(f"{field}={iou!r}: expected a number in (0, 1]")
+
+
 def evaluate_reports(
     store: Store, truth: Mapping[str, np.ndarray], iou_fn: IouFn, iou_threshold: float = 0.5
 ) -> Evaluation:
@@ -152,8 +167,7 @@ def evaluate_reports(
     (with the reason); detected scenes without labels are ignored. ``ValueError`` when no
     labelled scene could be scored or the threshold is outside (0, 1].
     """
-    if not 0 < iou_threshold <= 1:
-        raise ValueError(f"iou_threshold={iou_threshold!r}: expected a number in (0, 1]")
+    check_iou_threshold(iou_threshold, "iou_threshold")
     rows = {r["scene_uri"]: r for r in latest_rows(store)}
     pairs = pair_scenes(list(truth), list(rows))
     det_paths = detection_relpaths(store)

@@ -34,10 +34,22 @@ BBOX_TYPE = pa.struct(
     ]
 )
 
+# The scene version a row is about, first in both tables.
+_SCENE_ID_FIELDS = (
+    pa.field("scene_uri", pa.string(), nullable=False),
+    pa.field("scene_version", pa.string(), nullable=False),
+)
+# The run that wrote a row: how it scored and with which model, in both tables.
+_RUN_FIELDS = (
+    pa.field("mode", pa.string()),
+    pa.field("backend", pa.string()),
+    pa.field("model_sha256", pa.string()),
+    pa.field("run_id", pa.string()),
+)
+
 DETECTIONS_SCHEMA = pa.schema(
     [
-        pa.field("scene_uri", pa.string(), nullable=False),
-        pa.field("scene_version", pa.string(), nullable=False),
+        *_SCENE_ID_FIELDS,
         pa.field("detection_id", pa.string(), nullable=False),
         pa.field("label", pa.string()),
         pa.field("score", pa.float32()),
@@ -58,10 +70,7 @@ DETECTIONS_SCHEMA = pa.schema(
         # WKB polygon in OGC:CRS84 (x=lon, y=lat); the GeoParquet primary column.
         pa.field("geometry", pa.binary()),
         pa.field("bbox", BBOX_TYPE),
-        pa.field("mode", pa.string()),
-        pa.field("backend", pa.string()),
-        pa.field("model_sha256", pa.string()),
-        pa.field("run_id", pa.string()),
+        *_RUN_FIELDS,
         pa.field("detected_at", _UTC_US),
     ],
     metadata=_METADATA,
@@ -69,8 +78,7 @@ DETECTIONS_SCHEMA = pa.schema(
 
 SCENES_SCHEMA = pa.schema(
     [
-        pa.field("scene_uri", pa.string(), nullable=False),
-        pa.field("scene_version", pa.string(), nullable=False),
+        *_SCENE_ID_FIELDS,
         pa.field("scene_key", pa.string(), nullable=False),
         pa.field("width", pa.int64()),
         pa.field("height", pa.int64()),
@@ -82,10 +90,7 @@ SCENES_SCHEMA = pa.schema(
         pa.field("detections", pa.int64()),
         pa.field("megapixels", pa.float64()),
         pa.field("seconds", pa.float64()),
-        pa.field("mode", pa.string()),
-        pa.field("backend", pa.string()),
-        pa.field("model_sha256", pa.string()),
-        pa.field("run_id", pa.string()),
+        *_RUN_FIELDS,
         pa.field("started_at", _UTC_US),
         pa.field("finished_at", _UTC_US),
         # Appended: the scene version's time (S3 LastModified / file mtime) that gave `dt`.

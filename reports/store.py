@@ -17,7 +17,7 @@ from storage.atomic import TMP_PREFIX, write_bytes_atomic
 from storage.s3 import get_bytes, put_bytes, s3_client
 from storage.uri import S3Uri, is_s3
 
-__all__ = ["LocalStore", "S3Store", "Store", "open_store"]
+__all__ = ["LocalStore", "S3Store", "Store", "check_reports_root", "open_store"]
 
 
 def _check_relpath(relpath: str) -> str:
@@ -222,6 +222,12 @@ class S3Store(Store):
             endpoint_override=endpoint.netloc,
         )
         return fs, [f"{self.bucket}/{self._key(p)}" for p in relpaths]
+
+
+def check_reports_root(root: str, field: str) -> None:
+    """``ValueError`` naming ``field`` (e.g. ``"ReportConfig.reports"``) when ``root`` is empty."""
+    if not root:
+        raise ValueError(f"{field} is empty: give a directory or s3://bucket/prefix")
 
 
 def open_store(root: str | os.PathLike[str]) -> Store:

@@ -106,24 +106,21 @@ class SceneSpec:
             object.__setattr__(self, "whale_positions", positions)
         for name in ("width", "height"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 64:
+            if not _is_int_at_least(value, 64):
                 raise ValueError(f"{name}={value!r}: scene {name} must be an integer >= 64 px")
-        if (
-            isinstance(self.whales, bool)
-            or not isinstance(self.whales, int | np.integer)
-            or (self.whales < 0)
-        ):
+        if not _is_int_at_least(self.whales, 0):
             raise ValueError(f"whales={self.whales!r}: expected an integer >= 0")
         if self.dtype not in ("uint8", "uint16"):
             raise ValueError(f"dtype={self.dtype!r}: expected 'uint8' or 'uint16'")
         if self.bands not in (3, 4):
             raise ValueError(f"bands={self.bands!r}: expected 3 (RGB) or 4 (RGB + NIR)")
-        if (
-            isinstance(self.block, bool)
-            or not isinstance(self.block, int | np.integer)
-            or (self.block < 16)
-        ):
+        if not _is_int_at_least(self.block, 16):
             raise ValueError(f"block={self.block!r}: expected an integer >= 16 px")
+
+
+def _is_int_at_least(value, minimum: int) -> bool:
+    """Whether ``value`` is an integer (not a bool) no smaller than ``minimum``."""
+    return not isinstance(value, bool) and isinstance(value, int | np.integer) and value >= minimum
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ def labels(tmp_path_factory):
 
 
 def test_two_workers_take_the_same_step_as_one_with_twice_the_batch(ray_local, labels, tmp_path):
-    from jobs.train import fit
+    from jobs.ray_train import fit
     from models.detector_loop import train_detector_per_worker
 
     data = load_labelled_scenes(labels)

@@ -35,4 +35,9 @@ def test_trained_bundle_finds_the_painted_whales(trained_bundle, tmp_path, flavo
     assert match.recall >= RECALL, match.line()
     assert match.precision >= PRECISION, match.line()
     assert match.duplicates == 0, match.line()
-    assert np.all(det["score"].to_numpy() >= config.threshold)
+    from jobs.detect import for_bundle
+    from models.bundle import load_bundle
+
+    threshold = for_bundle(config, load_bundle(trained_bundle)).threshold
+    assert threshold == 0.5  # a classifier bundle has no tuned threshold: detect's default
+    assert np.all(det["score"].to_numpy() >= threshold)

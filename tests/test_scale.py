@@ -291,8 +291,17 @@ def test_detect_cli_reports_the_scale(bundle_5cm, scene_3cm, tmp_path):
 
     from jobs.detect import detect as detect_cli
 
-    args = [str(bundle_5cm), str(scene_3cm), "--out", str(tmp_path / "r"), "--workers", "0",
-            "--backend", "torch"]  # fmt: skip
+    args = [
+        str(bundle_5cm),
+        str(scene_3cm),
+        "--out",
+        str(tmp_path / "r"),
+        "--workers",
+        "0",
+        "--backend",
+        "torch",
+        "--progress",
+    ]  # fmt: skip (--progress: per-scene lines)
     res = CliRunner().invoke(detect_cli, args)
     assert res.exit_code == 0, res.output
     assert "GSD 3.0 cm/px, scored at ×0.60" in res.output

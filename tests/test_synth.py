@@ -21,7 +21,7 @@ from synth.noise import grid_noise, hash_uniform
 from synth.objects import SceneObject
 from synth.placement import HEAD_SPACING
 from synth.scene import SceneSpec, overview_factors, plan_scene, render_scene_window, write_scene
-from synth.truth import truth_path
+from synth.truth import TRUTH_SCHEMA, truth_path
 
 W, H = 1100, 700  # two block columns and two block rows of 512, both ragged
 
@@ -266,17 +266,8 @@ def test_truth_boxes_hold_painted_heads(scenes):
         == summary.path.with_name("rgb.truth.parquet")
     )
     table = pq.read_table(summary.truth_path)
-    assert table.schema.names == [
-        "px_xmin",
-        "px_ymin",
-        "px_xmax",
-        "px_ymax",
-        "px_cx",
-        "px_cy",
-        "heading_deg",
-        "lon",
-        "lat",
-    ]
+    assert table.schema.equals(TRUTH_SCHEMA)
+    assert TRUTH_SCHEMA.names[:4] == ["px_xmin", "px_ymin", "px_xmax", "px_ymax"]
     assert table.num_rows == summary.n_faces == 5
     grey = _read(summary.path).astype(int).sum(axis=0) / 3
     for row in table.to_pylist():

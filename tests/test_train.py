@@ -174,7 +174,7 @@ def test_temperature_recovers_a_known_temperature():
 
 
 def test_two_workers_take_the_same_step_as_one_with_twice_the_batch(ray_local, chips, tmp_path):
-    from jobs.train import fit
+    from jobs.ray_train import fit
 
     data = read_dataset(chips)
     b = 4
@@ -321,7 +321,7 @@ def test_prepare_run_dir_on_s3(s3_server):
     """The fresh-run/resume bookkeeping works on s3:// storage through pyarrow, like Ray's."""
     import boto3
 
-    from jobs.train import TrainError, prepare_run_dir
+    from jobs.ray_train import TrainError, prepare_run_dir
 
     boto3.client("s3").create_bucket(Bucket="runs")
     with pytest.raises(TrainError, match="no earlier run"):

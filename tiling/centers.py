@@ -14,13 +14,12 @@ Pure numpy: no torch here.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
 from tiling.grid import required_halo
-from tiling.heatmap import CellGrid, find_peaks
+from tiling.heatmap import CellGrid, check_decode_fields, find_peaks
 
 PEAK_RADIUS = 1  # 3×3 maxima, as CenterNet decodes
 
@@ -41,16 +40,9 @@ class CentreParams:
     nms_iou: float = 0.3
 
     def __post_init__(self) -> None:
-        for name in ("stride", "window"):
-            v = getattr(self, name)
-            if not (isinstance(v, numbers.Integral) and v >= 1):
-                raise ValueError(f"{name}={v!r}: expected an integer ≥ 1 (pixels)")
+        check_decode_fields(self)
         if not self.max_box_px > 0:
             raise ValueError(f"max_box_px={self.max_box_px!r}: expected a positive size in pixels")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold={self.threshold!r}: expected a probability in 0..1")
-        if not 0.0 <= self.nms_iou <= 1.0:
-            raise ValueError(f"nms_iou={self.nms_iou!r}: expected an IoU in 0..1")
 
     @property
     def halo(self) -> int:

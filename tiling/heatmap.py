@@ -8,6 +8,7 @@ translation invariant on that grid, which is what keeps tiled and untiled runs i
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,20 @@ class CellGrid:
         """Cell indices (may be fractional) → window centres (cols, rows) in scene pixels."""
         half = self.window / 2
         return self.col0 + cols * self.stride + half, self.row0 + rows * self.stride + half
+
+
+def check_decode_fields(params) -> None:
+    """ValueError naming the field unless ``params.stride`` and ``.window`` are integers ≥ 1 (px)
+    and ``.threshold`` and ``.nms_iou`` lie in 0..1: the fields every decoder's parameters share
+    (``tiling.region_boxes.RegionParams``, ``tiling.centers.CentreParams``)."""
+    for name in ("stride", "window"):
+        v = getattr(params, name)
+        if not (isinstance(v, numbers.Integral) and v >= 1):
+            raise ValueError(f"{name}={v!r}: expected an integer ≥ 1 (pixels)")
+    for name, what in (("threshold", "a score"), ("nms_iou", "an IoU")):
+        v = getattr(params, name)
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{name}={v!r}: expected {what} in 0..1")
 
 
 def find_peaks(heat: np.ndarray, threshold: float, radius: int) -> tuple[np.ndarray, np.ndarray]:

@@ -13,14 +13,13 @@ which is what makes a tiled run equal an untiled one (``tests/test_region_boxes.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from tiling.grid import Region, in_window, plan_regions, required_halo
-from tiling.heatmap import CellGrid, heatmap_to_boxes
+from tiling.heatmap import CellGrid, check_decode_fields, heatmap_to_boxes
 from tiling.nms import nms
 
 __all__ = [
@@ -58,16 +57,9 @@ class DecodeParams:
     radius: int = field(init=False)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.stride, numbers.Integral) and self.stride >= 1):
-            raise ValueError(f"stride={self.stride!r}: expected an integer ≥ 1 (pixels)")
-        if not (isinstance(self.window, numbers.Integral) and self.window >= 1):
-            raise ValueError(f"window={self.window!r}: expected an integer ≥ 1 (pixels)")
+        check_decode_fields(self)
         if not self.box_size > 0:
             raise ValueError(f"box_size={self.box_size!r}: expected a positive size in pixels")
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold={self.threshold!r}: expected a score in 0..1")
-        if not 0.0 <= self.nms_iou <= 1.0:
-            raise ValueError(f"nms_iou={self.nms_iou!r}: expected an IoU in 0..1")
         object.__setattr__(self, "radius", peak_radius(self.box_size, self.stride))
 
     @property

@@ -13,6 +13,7 @@ Backends: ``torch`` (CPU/CUDA), ``onnxruntime`` (CPU), ``openvino`` (CPU, extra
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -93,6 +94,24 @@ def available(name: str) -> bool:
     except BackendUnavailableError:
         return False
     return True
+
+
+def check_precision(backend: str, precision: str, allowed: Sequence[str]) -> str:
+    """``precision`` if ``backend`` takes it, else a ValueError naming both and the choices."""
+    if precision not in allowed:
+        raise ValueError(f"{backend} precision {precision!r}: expected one of {', '.join(allowed)}")
+    return precision
+
+
+def cpu_device(backend: str, device: str | None) -> str:
+    """``"cpu"`` for a CPU-only ``backend`` asked for ``device`` None or ``"cpu"``; else a
+    ValueError naming the backends that run on GPUs."""
+    if device not in (None, "cpu"):
+        raise ValueError(
+            f"backend {backend!r} runs on 'cpu' here, not {device!r}; "
+            "use --backend tensorrt or torch for GPUs"
+        )
+    return "cpu"
 
 
 def chunks(x: np.ndarray, max_batch: int | None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.backends import check_input, chunks, require
+from models.backends import check_input, check_precision, chunks, cpu_device, require
 from models.bundle import Bundle
 from models.export import INPUT_NAME, onnx_path
 
@@ -34,17 +34,8 @@ class OnnxRuntimeBackend:
         max_batch: int | None = None,
     ):
         ort = require(self.name)
-        if device not in (None, "cpu"):
-            raise ValueError(
-                f"backend 'onnxruntime' runs on 'cpu', not {device!r}; "
-                "use --backend tensorrt or torch for GPUs"
-            )
-        if precision not in PRECISIONS:
-            raise ValueError(
-                f"onnxruntime precision {precision!r}: expected one of {', '.join(PRECISIONS)}"
-            )
-        self.device = "cpu"
-        self.precision = precision
+        self.device = cpu_device(self.name, device)
+        self.precision = check_precision(self.name, precision, PRECISIONS)
         self.max_batch = max_batch
         self.path = onnx_path(bundle, precision)
         so = ort.SessionOptions()

@@ -6,7 +6,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from models.backends import check_input, chunks, require
+from models.backends import check_input, check_precision, chunks, cpu_device, require
 from models.bundle import Bundle
 from models.export import onnx_path
 
@@ -40,15 +40,10 @@ class OpenVinoBackend:
         cache: int = 8,
     ):
         ov = require(self.name)
-        if device not in (None, "cpu"):
-            raise ValueError(f"backend 'openvino' runs on 'cpu' here, not {device!r}")
-        if precision not in PRECISIONS:
-            raise ValueError(
-                f"openvino precision {precision!r}: expected one of {', '.join(PRECISIONS)}"
-            )
+        self.device = cpu_device(self.name, device)
+        check_precision(self.name, precision, PRECISIONS)
         self._ov = ov
         self._core = ov.Core()
-        self.device = "cpu"
         self.max_batch = max_batch
         self.path = onnx_path(bundle, "fp32")
         self._config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}

@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from models.backends import BackendUnavailableError, check_input, chunks, require
+from models.backends import (
+    BackendUnavailableError,
+    check_input,
+    check_precision,
+    chunks,
+    require,
+)
 from models.bundle import Bundle
 from models.engine_cache import (
     EngineKey,
@@ -195,10 +201,7 @@ class TensorRTBackend:
         max_batch: int | None = None,
         workspace: int = WORKSPACE_BYTES,
     ):
-        if precision not in PRECISIONS:
-            raise ValueError(
-                f"tensorrt precision {precision!r}: expected one of {', '.join(PRECISIONS)}"
-            )
+        check_precision(self.name, precision, PRECISIONS)
         trt = require(self.name)
         import torch
 

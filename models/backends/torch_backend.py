@@ -7,7 +7,7 @@ import contextlib
 import numpy as np
 import torch
 
-from models.backends import BackendUnavailableError, check_input, chunks
+from models.backends import BackendUnavailableError, check_input, check_precision, chunks
 from models.bundle import Bundle
 from models.scorer import build_scorer
 from models.threads import torch_threads
@@ -27,8 +27,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
     Raises ValueError for an unknown precision or one the device cannot run.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"torch precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    check_precision("torch", precision, PRECISIONS)
     if precision == "auto":
         if device.type == "cuda":
             return "fp16"
