@@ -48,7 +48,11 @@ def _add_line(path: Path, line: str) -> None:
     "module,line,broken",
     [
         ("tiling/grid.py", "from jobs import cli", "One-way layers"),
-        ("models/nets.py", "import tiling.heatmap", "models/ takes from tiling/ only the box decoding"),
+        (
+            "models/nets.py",
+            "import tiling.heatmap",
+            "models/ takes from tiling/ only the box decoding",
+        ),
         ("reports/truth.py", "from tiling.grid import Region", "reports/ takes from tiling/ only"),
         ("reports/truth.py", "from models import bundle", "One-way layers"),
         # A cycle hidden by a lazy import: tiling.read imports tiling.bands at the top.

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rasterio.windows import Window
 
@@ -116,6 +116,9 @@ def _greedy_nms(boxes, scores, iou):
 def test_nms_keeps_what_greedy_suppression_keeps(data, iou):
     boxes = np.array([[x, y, x + s, y + s] for x, y, s, _ in data], np.float64).reshape(-1, 4)
     scores = np.array([k / 1000 for *_, k in data], np.float32)
+    # An IoU that equals the threshold is decided by float32 rounding in torchvision: not a case
+    # the greedy rule defines, so Hypothesis draws other boxes.
+    assume(all(abs(_iou(a, b) - iou) > 1e-5 for a in boxes.tolist() for b in boxes.tolist()))
     keep = nms(boxes, scores, iou)
     assert keep.dtype == np.int64
     assert keep.tolist() == _greedy_nms(boxes.tolist(), scores.tolist(), iou)
