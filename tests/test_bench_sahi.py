@@ -9,6 +9,20 @@ from synth.scene import SceneSpec, write_scene
 from tests.helpers import untrained_detector_bundle
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _restore_cuda_visible_devices():
+    """SAHI's ``select_device("cpu")`` sets ``CUDA_VISIBLE_DEVICES=-1`` process-wide; a Ray
+    instance started later in this session would inherit it and refuse fake GPUs."""
+    import os
+
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    yield
+    if saved is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = saved
+
+
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     path = tmp_path_factory.mktemp("sahi") / "whales.tif"
