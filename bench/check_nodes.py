@@ -102,7 +102,7 @@ class LocalCluster:
 
     def _wait(self, n: int, node: subprocess.Popen, timeout: float = 300) -> bool:
         """True once ``n`` nodes are alive; False if ``node``'s ``ray start`` exited first."""
-        code = "import ray; ray.init(address='auto'); print(sum(x['Alive'] for x in ray.nodes()))"
+        code = "import ray; ray.init(address='auto'); print('alive', sum(x['Alive'] for x in ray.nodes()))"
         env = {**self.env, "RAY_ADDRESS": self.address}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -110,7 +110,10 @@ class LocalCluster:
                 return False
             run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                  text=True, timeout=120)  # fmt: skip
-            if run.returncode == 0 and int(run.stdout.split()[-1]) >= n:
+            alive = [
+                line.split()[1] for line in run.stdout.splitlines() if line.startswith("alive ")
+            ]
+            if run.returncode == 0 and alive and int(alive[-1]) >= n:  # Ray may print notes too
                 return True
             time.sleep(2)
         raise RuntimeError(f"{n} Ray node(s) not up after {timeout} s")
