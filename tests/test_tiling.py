@@ -74,6 +74,24 @@ def test_refine_moves_towards_the_heavier_neighbour():
     assert fc[0] == pytest.approx(2.5)
 
 
+@pytest.mark.parametrize("r0, c0", [(1, 1), (2, 5), (6, 3)])
+@pytest.mark.parametrize("shape", [(3, 3), (2, 3), (3, 2), (3, 4)])
+def test_a_saturated_plateau_gives_a_box_centred_on_the_plateau(r0, c0, shape):
+    # A calibrated classifier scores a face 1.0 over a block of cells; the peak test keeps the
+    # block's first cell, and the box must still sit at the block's middle, not up and left.
+    heat = np.zeros((12, 12), np.float32)
+    heat[r0 : r0 + shape[0], c0 : c0 + shape[1]] = 1.0
+    heat[r0 + 1, c0 - 1] = 0.2  # a weak tail: the centroid weighs it, a little
+    grid = CellGrid(col0=0, row0=0, stride=8, window=64)
+    boxes, _ = heatmap_to_boxes(heat, grid, threshold=0.5, box_size=32, radius=2)
+    assert len(boxes) == 1
+    mass = heat.sum()
+    rows, cols = np.indices(heat.shape)
+    want_cx = grid.centres(0, (heat * cols).sum() / mass)[0]
+    want_cy = grid.centres((heat * rows).sum() / mass, 0)[1]
+    np.testing.assert_allclose((boxes[0, :2] + boxes[0, 2:]) / 2, [want_cx, want_cy], atol=1e-9)
+
+
 def test_boxes_are_centred_on_the_scored_window():
     heat = np.zeros((6, 6), np.float32)
     heat[3, 4] = 0.97
