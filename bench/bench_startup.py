@@ -184,6 +184,7 @@ def main() -> None:
     p.add_argument("--fresh-onnx", action="store_true", help="delete exported ONNX each round")
     p.add_argument("--no-cluster", action="store_true", help="skip joining a running cluster")
     p.add_argument("--no-pools", action="store_true", help="skip ActorPool vs Ray Data")
+    p.add_argument("--save-as", default="startup", help="write bench/results/NAME.json")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="whalescan-startup-"))
     from synth.scene import SceneSpec, write_scene
@@ -223,7 +224,7 @@ def main() -> None:
         if cluster is not None:
             cluster.stop()
     if args.no_pools:
-        save("startup", results)
+        save(args.save_as, results)
         return
     run = subprocess.run([sys.executable, "-c", POOLS], env=env, capture_output=True, text=True,
                          timeout=600)  # fmt: skip
@@ -234,7 +235,7 @@ def main() -> None:
             f"{k} {a:.3f} / {b:.3f} s" for k, (a, b) in pools.items()))  # fmt: skip
     else:
         print(run.stderr[-2000:])
-    save("startup", results)
+    save(args.save_as, results)
 
 
 if __name__ == "__main__":
