@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from models.backends import Backend, available, load_backend
+from models.backends import Backend, available, build_backend
+from models.backends.options import DEFAULT_OPTIONS, BackendOptions
 from models.bundle import Bundle
 
 
@@ -32,11 +34,11 @@ def choose(device: str | None = None) -> tuple[str, dict[str, Any]]:
 
 
 def auto_backend(
-    bundle: Bundle, device: str | None = None, threads: int | None = None, **options: Any
+    bundle: Bundle, options: BackendOptions = DEFAULT_OPTIONS, **extra: Any
 ) -> Backend:
     """Load the backend :func:`choose` picks; its ``name`` is the concrete backend's."""
-    name, chosen = choose(device)
-    return load_backend(name, bundle, threads=threads, **chosen, **options)
+    name, chosen = choose(options.device)
+    return build_backend(name, bundle, dataclasses.replace(options, **chosen), **extra)
 
 
 def _may_have_gpu() -> bool:
