@@ -34,10 +34,10 @@ class DemoConfig:
     Held-out scene: ``scene_size``² px with ``whales`` faces (seed ``scene_seed``). Classifier:
     ``chips`` training chips, ``epochs`` (None: ``whalescan train``'s default), ``workers``.
     Box detector: ``detector_scenes`` labelled scenes of ``detector_scene_size``² px with
-    ``detector_whales`` whales each (the last held out for per-epoch AP), trained for
-    ``detector_epochs`` on ``detector_crops`` crops of ``detector_crop``² px an epoch — a short
-    schedule for the demo, not ``whalescan train``'s defaults (docs/approach3.md has the full
-    schedule's figures).
+    ``detector_whales`` whales each, validated per epoch as ``whalescan train`` holds out, trained
+    for ``detector_epochs`` on ``detector_crops`` crops of ``detector_crop``² px an epoch — a
+    short schedule for the demo, not ``whalescan train``'s defaults (docs/approach3.md has the
+    full schedule's figures).
     ``sliding_stride``: approach 1's window step in px (None: the classifier's output stride, 8
     px for whalenet — 4× the windows of the default 16, and minutes more on two cores).
     """
