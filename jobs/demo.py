@@ -188,9 +188,10 @@ def _detect(config: DemoConfig, bundle, mode: str, scene: Path):
     from jobs.detect import DetectConfig, run_detect
 
     stride = config.sliding_stride if mode == "sliding" else None
+    # rerun: a demo run again into the same folder times and shows its own detection
     (outcome,) = run_detect(
         DetectConfig(bundle=str(bundle.path), out=str(config.out / "reports" / mode),
-                     scenes=(str(scene),), mode=mode, stride=stride)
+                     scenes=(str(scene),), mode=mode, stride=stride, rerun=True)
     )  # fmt: skip
     if outcome.status != "ok":
         raise RuntimeError(f"{scene}: approach {mode} failed: {outcome.error}")
