@@ -80,3 +80,16 @@ def test_score_counts_duplicates_and_seam_cuts():
     r = score(det, scores, truth, ({100}, set()))
     assert (r["centre_tp"], r["duplicates"], r["seam_cuts"]) == (2, 2, 1)
     assert score(det, scores, truth, (set(), set()))["seam_cuts"] == 0
+
+
+def test_repeats_keep_the_fastest_run_and_the_largest_memory():
+    from bench.bench_sahi import fastest
+
+    def run(job, rss, load):
+        return {"contender": "ws-inline", "job_s": job, "detect_s": job - 1, "peak_rss_gib": rss,
+                "loadavg_1m": load, "centre_f1": 1.0}  # fmt: skip
+
+    row = fastest([run(30.0, 1.5, 9.0), run(20.0, 1.2, 2.0), run(25.0, 1.7, 4.0)])
+    assert (row["job_s"], row["detect_s"], row["loadavg_1m"]) == (20.0, 19.0, 2.0)
+    assert row["peak_rss_gib"] == 1.7
+    assert row["job_s_all"] == [30.0, 20.0, 25.0] and row["runs"] == 3
