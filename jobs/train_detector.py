@@ -41,7 +41,7 @@ class DetectorTrainConfig(RunPaths):
     epochs: int = 24
     workers: int = 2
     batch_size: int = 16
-    lr: float = 3e-3
+    lr: float = 5e-3
     weight_decay: float = 1e-4
     crop: int = 263
     crops_per_epoch: int = 448
