@@ -216,7 +216,11 @@ def contend(contender, bundle, scene: Path, size: int, region_size: int, tmp: Pa
            str(out), "--region-size", str(region_size)]  # fmt: skip
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     load = round(os.getloadavg()[0], 2)
-    wall, peak = run_with_peak_rss(cmd, env=env)
+    try:
+        wall, peak = run_with_peak_rss(cmd, env=env)
+    except RuntimeError as e:  # e.g. Ray's node start timing out on a loaded machine: one row lost
+        last = str(e).strip().splitlines()[-1]
+        return {"contender": contender, "loadavg_1m": load, "error": last}
     got = np.load(out)
     if contender in SAHI_BACKENDS:
         side, overlap, _ = slice_geometry(bundle, region_size)
@@ -235,15 +239,20 @@ def contend(contender, bundle, scene: Path, size: int, region_size: int, tmp: Pa
 
 
 def fastest(runs: list[dict]) -> dict:
-    """One contender's repeated runs → its fastest, with every run's times and load kept."""
-    best = min(runs, key=lambda r: r["job_s"])
-    return best | {
-        "runs": len(runs),
-        "job_s_all": [r["job_s"] for r in runs],
-        "detect_s_all": [r["detect_s"] for r in runs],
-        "loadavg_1m_all": [r["loadavg_1m"] for r in runs],
-        "peak_rss_gib": max(r["peak_rss_gib"] for r in runs),
-    }
+    """One contender's repeated runs → its fastest, with every run's times and load kept; a run
+    that failed is counted with its error, and the row is an error row only if all failed."""
+    ok = [r for r in runs if "error" not in r]
+    errors = [r["error"] for r in runs if "error" in r]
+    failed = {"failed_runs": len(errors), "errors": errors} if errors else {}
+    if not ok:
+        return runs[0] | failed
+    return min(ok, key=lambda r: r["job_s"]) | failed | {
+        "runs": len(ok),
+        "job_s_all": [r["job_s"] for r in ok],
+        "detect_s_all": [r["detect_s"] for r in ok],
+        "loadavg_1m_all": [r["loadavg_1m"] for r in ok],
+        "peak_rss_gib": max(r["peak_rss_gib"] for r in ok),
+    }  # fmt: skip
 
 
 def default_whales(size: int) -> int:
@@ -257,7 +266,7 @@ HEADER = ("contender", "job_s", "detect_s", "peak_rss_gib", "detections", "centr
 
 def table(rows) -> str:
     lines = [" | ".join(HEADER), " | ".join("---" for _ in HEADER)]
-    lines += [" | ".join(str(r[k]) for k in HEADER) for r in rows]
+    lines += [" | ".join(str(r.get(k, "failed")) for k in HEADER) for r in rows]
     return "\n".join(lines)
 
 
@@ -315,10 +324,10 @@ def main(
                 runs.append({"size": size, "whales": n, "seed": seed, "hard": hard,
                              "bundle": Path(bundle).name, "kind": b.kind, "arch": b.arch,
                              "weights_sha256": b.weights_sha256, "rows": rows})  # fmt: skip
+                save(save_as, {"region_size": region_size, "runs": runs})  # keep what is done
             if not scene_dir:
                 scene.unlink()
                 scene.with_suffix(".truth.parquet").unlink()
-    save(save_as, {"region_size": region_size, "runs": runs})
 
 
 main.add_command(one)

@@ -30,9 +30,9 @@ from bench.common import save
 
 # Runs in the child process; prints one JSON line of cumulative seconds since its start.
 PROBE = r"""
-import json, sys, time
+import contextlib, json, sys, time
 t0 = time.perf_counter()
-marks = {}
+marks, extra = {}, {}
 def mark(name):
     marks[name] = round(time.perf_counter() - t0, 3)
 bundle_path, scene, out, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -66,6 +66,15 @@ else:
     mark("import_ray")
     with ray_session(address):
         mark("ray_started")
+        if address is None:  # what a local ray.init starts (ray[default], include_dashboard=False)
+            import psutil
+            names = set()
+            for p in psutil.Process().children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    cmd = p.cmdline()
+                    script = next((c for c in cmd[1:] if c.endswith(".py")), cmd[0] if cmd else "")
+                    names.add(script.rsplit("/", 1)[-1] or p.name())
+            extra["ray_processes"] = sorted(names)
         from jobs.pool import actor_pool
         with actor_pool(str(bundle.path), settings, workers, address) as pool:
             ray.get([a.placement.remote() for a in pool.actors])
@@ -74,7 +83,7 @@ else:
             pool.get_next_unordered()
             mark("first_region")
 # Whether torch was loaded on the way (in-process: NMS and the default backend need none).
-print(json.dumps({"marks": marks, "torch_imported": "torch" in sys.modules}))
+print(json.dumps({"marks": marks, "torch_imported": "torch" in sys.modules, **extra}))
 """
 
 
@@ -154,6 +163,7 @@ def _scenario(args, bundle: str, scene: Path, root: Path, workers: int, address,
         "marks_s": {k: statistics.median(m[k] for m in marks) for k in marks[0]},
         "cli_wall_s": statistics.median(clis),
         "torch_imported": any(p["torch_imported"] for p in probes),
+        **({"ray_processes": probes[-1]["ray_processes"]} if "ray_processes" in probes[-1] else {}),
         "loadavg_1m": loads, "all": marks, "cli_all": clis,
     }  # fmt: skip
 
@@ -174,6 +184,7 @@ def main() -> None:
     p.add_argument("--fresh-onnx", action="store_true", help="delete exported ONNX each round")
     p.add_argument("--no-cluster", action="store_true", help="skip joining a running cluster")
     p.add_argument("--no-pools", action="store_true", help="skip ActorPool vs Ray Data")
+    p.add_argument("--save-as", default="startup", help="write bench/results/NAME.json")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="whalescan-startup-"))
     from synth.scene import SceneSpec, write_scene
@@ -197,8 +208,13 @@ def main() -> None:
         scenarios["workers_1_address"] = (1, cluster.address, cluster.env)
     try:
         for name, (workers, address, scenario_env) in scenarios.items():
-            results[name] = _scenario(args, bundle, scene, root / name, workers, address,
-                                      scenario_env)  # fmt: skip
+            try:
+                results[name] = _scenario(args, bundle, scene, root / name, workers, address,
+                                          scenario_env)  # fmt: skip
+            except RuntimeError as err:  # e.g. a local ray.init timing out on a loaded machine
+                results[name] = {"error": str(err)[-600:], "loadavg_1m": os.getloadavg()[0]}
+                print(f"{name}: failed: {str(err).strip().splitlines()[-1]}")
+                continue
             marks = results[name]["marks_s"]
             steps = " → ".join(f"{k} {v:.2f}" for k, v in marks.items())
             print(f"{name}: {steps} s; whole CLI run {results[name]['cli_wall_s']:.2f} s "
@@ -208,7 +224,7 @@ def main() -> None:
         if cluster is not None:
             cluster.stop()
     if args.no_pools:
-        save("startup", results)
+        save(args.save_as, results)
         return
     run = subprocess.run([sys.executable, "-c", POOLS], env=env, capture_output=True, text=True,
                          timeout=600)  # fmt: skip
@@ -219,7 +235,7 @@ def main() -> None:
             f"{k} {a:.3f} / {b:.3f} s" for k, (a, b) in pools.items()))  # fmt: skip
     else:
         print(run.stderr[-2000:])
-    save("startup", results)
+    save(args.save_as, results)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ verbose_option = click.option(
     "--verbose",
     count=True,
     expose_value=False,
+    show_default=False,
     callback=_set_verbosity,
     help="More log output (-vv for debug); also works as `python -m jobs.X -v`.",
 )

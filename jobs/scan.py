@@ -186,8 +186,8 @@ class PlannedScene:
     """A scene version to detect, and why: ``new``, ``changed`` (new version) or ``retry``."""
 
     ref: Scene
-    reason: str
-    scene_key: str
+    reason: str  # "new", "changed" or "retry"
+    scene_key: str  # the result's name, derived once from the scene and the run
 
 
 @dataclass(frozen=True)

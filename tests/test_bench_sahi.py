@@ -93,3 +93,17 @@ def test_repeats_keep_the_fastest_run_and_the_largest_memory():
     assert (row["job_s"], row["detect_s"], row["loadavg_1m"]) == (20.0, 19.0, 2.0)
     assert row["peak_rss_gib"] == 1.7
     assert row["job_s_all"] == [30.0, 20.0, 25.0] and row["runs"] == 3
+
+
+def test_a_failed_repeat_is_kept_and_the_others_still_count():
+    from bench.bench_sahi import fastest, table
+
+    ok = {"contender": "ws-ray", "job_s": 40.0, "detect_s": 39.0, "peak_rss_gib": 2.5,
+          "loadavg_1m": 3.0, "centre_f1": 1.0}  # fmt: skip
+    boom = {"contender": "ws-ray", "loadavg_1m": 30.0, "error": "node timed out during startup"}
+    row = fastest([boom, ok])
+    assert row["job_s"] == 40.0 and row["runs"] == 1
+    assert row["failed_runs"] == 1 and row["errors"] == ["node timed out during startup"]
+    only = fastest([boom])
+    assert only["error"] and "job_s" not in only
+    assert "failed" in table([only]).splitlines()[-1]

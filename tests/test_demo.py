@@ -48,3 +48,45 @@ def test_demo_scores_three_approaches_on_one_scene(ray_local, tmp_path, capsys):
     assert "scale: model trained at 10.0 cm/px" in printed
     assert re.search(r"^done in \d+ s$", printed, re.MULTILINE)
     assert printed.count("faces found") == 3
+
+
+def _evaluation(det_boxes, scores, truth_boxes):
+    """An Evaluation of one scene, matched the way ``reports.evaluate`` matches."""
+    import numpy as np
+
+    from jobs.evaluate_detections import box_iou
+    from reports.evaluate import Evaluation, SceneEval
+    from reports.truth import centre_in_box_pairs, greedy_match, iou_pairs
+
+    det, truth = np.asarray(det_boxes, float).reshape(-1, 4), np.asarray(truth_boxes, float)
+    scores = np.asarray(scores, float)
+    scene = SceneEval(
+        "s.tif", "k", "s.tif", det, scores, truth,
+        by_iou=greedy_match(scores, *iou_pairs(box_iou(det, truth), 0.5)),
+        by_centre=greedy_match(scores, *centre_in_box_pairs(det, truth)),
+    )  # fmt: skip
+    return Evaluation(0.5, (scene,))
+
+
+def test_comparison_table_rows_carry_each_approachs_scores():
+    from jobs.compare import ApproachRun, format_comparison
+
+    truth = [[0, 0, 32, 32], [100, 100, 132, 132]]
+    # A: both faces, a shifted second box (centre inside, IoU 0.24) and a duplicate on face 1.
+    a = _evaluation([[0, 0, 32, 32], [112, 112, 144, 144], [2, 2, 34, 34]], [0.9, 0.8, 0.7], truth)
+    # B: one face and one false alarm ranked above it.
+    b = _evaluation([[500, 500, 532, 532], [100, 100, 132, 132]], [0.9, 0.5], truth)
+    table = format_comparison(
+        [ApproachRun("A", "fcn", 12.0, 3.25, a), ApproachRun("B", "boxes", 40.0, 7.5, b)]
+    )
+    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:4]}
+    # mode, train s, detect s, faces, dets, P, R, AP@IoU, AP@centre, dup
+    assert rows["A"] == ["fcn", "12", "3.2", "2", "3", "0.667", "1.000", "0.500", "1.000", "1"]
+    assert rows["B"] == ["boxes", "40", "7.5", "2", "2", "0.500", "0.500", "0.250", "0.250", "0"]
+
+
+def test_approach_run_rejects_negative_seconds():
+    from jobs.compare import ApproachRun
+
+    with pytest.raises(ValueError, match="detect_s"):
+        ApproachRun("A", "fcn", 1.0, -1.0, None)
