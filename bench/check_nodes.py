@@ -68,32 +68,53 @@ class LocalCluster:
 
     def start(self, workers: int, cpus_per_worker: int) -> None:
         temp = Path(tempfile.mkdtemp(prefix="ws-", dir="/tmp"))  # unix socket paths stay short
-        self._spawn(["--head", f"--port={self.port}", "--num-cpus=0", f"--temp-dir={temp}",
-                     "--include-dashboard=false", f"--ray-client-server-port={_port()}",
-                     *_node_ports(22000)])  # fmt: skip
-        self._wait(1)
-        for i in range(workers):
-            self._spawn([f"--address={self.address}", f"--num-cpus={cpus_per_worker}",
-                         *_node_ports(23000 + 1000 * i)])  # fmt: skip
-        self._wait(1 + workers)
+        self._start_node(lambda: ["--head", f"--port={self.port}", "--num-cpus=0",
+                                  f"--temp-dir={temp}", "--include-dashboard=false",
+                                  f"--ray-client-server-port={_port()}", *_node_ports(22000)])  # fmt: skip
+        for i in range(workers):  # one at a time: on a busy machine a node's agents start slowly
+            self._start_node(lambda i=i: [f"--address={self.address}",
+                                          f"--num-cpus={cpus_per_worker}",
+                                          *_node_ports(23000 + 1000 * i)])  # fmt: skip
 
-    def _spawn(self, args: list[str]) -> None:
-        self.nodes.append(subprocess.Popen(
+    def _start_node(self, args, tries: int = 3) -> None:
+        """Start a node (``args()``: fresh ports each try) and wait until Ray counts it alive.
+
+        Retried because on a loaded machine a node can die starting: a port picked free was
+        taken meanwhile, or its raylet gave up waiting for its dashboard agent (seen at load 22).
+        """
+        for _ in range(tries):
+            node = self._spawn(args())
+            if self._wait(len(self.nodes), node):
+                return
+            _kill_group(node)
+            self.nodes.remove(node)
+        raise RuntimeError(f"a Ray node did not start in {tries} tries")
+
+    def _spawn(self, args: list[str]) -> subprocess.Popen:
+        node = subprocess.Popen(
             [self.ray, "start", "--block", "--node-ip-address=127.0.0.1",
              "--disable-usage-stats", *args],
             env=self.env, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))  # fmt: skip
+        )  # fmt: skip
+        self.nodes.append(node)
+        return node
 
-    def _wait(self, n: int, timeout: float = 180) -> None:
-        code = "import ray; ray.init(address='auto'); print(sum(x['Alive'] for x in ray.nodes()))"
+    def _wait(self, n: int, node: subprocess.Popen, timeout: float = 300) -> bool:
+        """True once ``n`` nodes are alive; False if ``node``'s ``ray start`` exited first."""
+        code = "import ray; ray.init(address='auto'); print('alive', sum(x['Alive'] for x in ray.nodes()))"
         env = {**self.env, "RAY_ADDRESS": self.address}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if node.poll() is not None:
+                return False
             run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                                  text=True, timeout=120)  # fmt: skip
-            if run.returncode == 0 and int(run.stdout.split()[-1]) >= n:
-                return
+            alive = [
+                line.split()[1] for line in run.stdout.splitlines() if line.startswith("alive ")
+            ]
+            if run.returncode == 0 and alive and int(alive[-1]) >= n:  # Ray may print notes too
+                return True
             time.sleep(2)
         raise RuntimeError(f"{n} Ray node(s) not up after {timeout} s")
 
@@ -115,12 +136,19 @@ class LocalCluster:
 
     def stop(self) -> None:
         for node in reversed(self.nodes):
-            procs = _tree(node.pid)
-            for p in procs:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    p.send_signal(signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                node.wait(timeout=30)
+            _kill_group(node)
+
+
+def _kill_group(node: subprocess.Popen) -> None:
+    """SIGKILL a node's processes: its tree, and its process group (children of a ``ray
+    start`` that already died are no longer in its tree)."""
+    for p in _tree(node.pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(node.pid, signal.SIGKILL)  # start_new_session: the group id is its pid
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        node.wait(timeout=30)
 
 
 def _tree(pid: int) -> list[psutil.Process]:

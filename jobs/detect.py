@@ -24,12 +24,14 @@ from jobs.options import (
     MODES,
     address_option,
     backend_option,
+    capacity_wait_option,
     mode_option,
     progress_option,
     verbose_option,
     workers_option,
 )
 from jobs.preflight import OptionError, check_detect
+from jobs.region_pool import CAPACITY_WAIT_S
 from jobs.worker import DetectorSettings, RegionResult, RegionTask, scene_regions
 from tiling.bands import parse_scale, resolve_scaling, select_bands
 from tiling.sampling import SceneSampling, scene_sampling
@@ -55,7 +57,7 @@ class DetectConfig:
     backend: str = "auto"
     workers: int | None = None  # None: one per GPU, else the CPU default; 0: in-process, no Ray
     address: str | None = None
-    capacity_wait_s: float = 300.0  # no live actor this long (nodes lost): fail the rest
+    capacity_wait_s: float = CAPACITY_WAIT_S  # no live actor this long (nodes lost): fail the rest
     run_id: str = field(default_factory=lambda: new_run_id())
     progress: bool = True
     rerun: bool = False  # detect scenes whose result (same scene key) is already ok, again
@@ -458,6 +460,7 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
               help="Scenes' metres per pixel, instead of their georeferencing (for files without).")  # fmt: skip
 @workers_option
 @address_option
+@capacity_wait_option
 @progress_option
 @click.option("--quiet", is_flag=True, hidden=True, help="Same as --no-progress.")
 @click.option(
@@ -467,14 +470,14 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 )  # fmt: skip
 @verbose_option
 def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold, bands, scale,
-           backend, gsd, workers, address, progress, quiet, rerun):  # fmt: skip
+           backend, gsd, workers, address, capacity_wait_s, progress, quiet, rerun):  # fmt: skip
     """Detect whale faces in SCENES (GeoTIFF paths or s3:// URIs) with the model BUNDLE."""
     try:
         config = DetectConfig(
             bundle=bundle, out=out, scenes=tuple(scenes), mode=mode, stride=stride,
             region_size=region_size, batch_size=batch_size, threshold=threshold, bands=bands,
             scale=scale, backend=backend, workers=workers, address=address,
-            progress=progress and not quiet, rerun=rerun, gsd=gsd,
+            capacity_wait_s=capacity_wait_s, progress=progress and not quiet, rerun=rerun, gsd=gsd,
         )  # fmt: skip
     except ValueError as e:
         raise click.UsageError(str(e)) from e

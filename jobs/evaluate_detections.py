@@ -29,9 +29,9 @@ __all__ = ["EvaluateConfig", "box_iou", "evaluate", "format_evaluation", "run_ev
 class EvaluateConfig:
     """One evaluation: ``reports`` root, ``labels`` file, IoU threshold, how to read the labels."""
 
-    reports: str
-    labels: str
-    iou: float = 0.5
+    reports: str  # reports root: a directory or s3://bucket/prefix
+    labels: str  # DeepForest CSV or vector file (labels.read)
+    iou: float = 0.5  # a detection matches a label at IoU ≥ this (also scored by centre-in-box)
     scene_column: str | None = None
     point_box_m: float | None = None
 

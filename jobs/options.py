@@ -9,12 +9,14 @@ from typing import Any
 import click
 
 from jobs.logs import configure_logging
+from jobs.region_pool import CAPACITY_WAIT_S
 from models.backends import REGISTRY
 
 __all__ = [
     "MODES",
     "address_option",
     "backend_option",
+    "capacity_wait_option",
     "config_defaults",
     "mode_option",
     "progress_option",
@@ -38,6 +40,7 @@ verbose_option = click.option(
     "--verbose",
     count=True,
     expose_value=False,
+    show_default=False,
     callback=_set_verbosity,
     help="More log output (-vv for debug); also works as `python -m jobs.X -v`.",
 )
@@ -58,6 +61,16 @@ backend_option = click.option(
     default="auto",
     show_default=True,
     help="Inference backend (models.backends); auto picks by hardware.",
+)
+capacity_wait_option = click.option(
+    "--capacity-wait",
+    "capacity_wait_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=CAPACITY_WAIT_S,
+    show_default=True,
+    metavar="SECONDS",
+    help="With no live detection actor for this long (nodes lost and none can host a "
+    "replacement), the remaining scenes become failed rows naming the reason instead of waiting.",
 )
 workers_option = click.option(
     "--workers",

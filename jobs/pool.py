@@ -14,15 +14,13 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import replace
 
-from jobs.region_pool import RegionPool
+from jobs.region_pool import CAPACITY_WAIT_S, RegionPool
 from jobs.worker import DetectorSettings, RegionDetector
 
 log = logging.getLogger(__name__)
 
 # Regions in flight per actor: one scoring, one reading ahead (RegionDetector's compute lock).
 SLOTS_PER_ACTOR = 2
-# How long a run waits with no live actor for Ray to place one again before it gives up.
-CAPACITY_WAIT_S = 300.0
 
 
 @contextlib.contextmanager

@@ -32,6 +32,9 @@ from jobs.worker import RegionResult, RegionTask
 
 log = logging.getLogger(__name__)
 
+# How long a run waits with no live actor for Ray to place one again before it gives up: the
+# default of ``--capacity-wait`` (jobs.options) and of ``DetectConfig.capacity_wait_s``.
+CAPACITY_WAIT_S = 300.0
 # Probes of one actor that fail in a row before it counts as gone (Ray restarts it otherwise).
 MAX_PROBE_FAILURES = 10
 

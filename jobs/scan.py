@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from jobs import options
 from jobs.preflight import OptionError
+from jobs.region_pool import CAPACITY_WAIT_S
 from storage.s3 import list_objects
 from storage.uri import S3Uri, is_s3
 from tiling.scene import RASTER_SUFFIXES, Scene, SceneError, resolve_scene
@@ -114,6 +115,7 @@ class ScanConfig:
     backend: str = "auto"
     workers: int | None = None
     address: str | None = None
+    capacity_wait_s: float = CAPACITY_WAIT_S  # no live actor this long (nodes lost): fail the rest
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -161,6 +163,8 @@ class ScanConfig:
             raise ValueError(f"mode={self.mode!r}: expected one of {', '.join(options.MODES)}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers={self.workers}: must be ≥ 0")
+        if not self.capacity_wait_s > 0:
+            raise ValueError(f"capacity_wait_s={self.capacity_wait_s}: must be > 0 seconds")
 
     def detect_config(self):
         """The ``jobs.detect.DetectConfig`` this scan detects with (its settings make the keys)."""
@@ -169,7 +173,7 @@ class ScanConfig:
         return DetectConfig(
             bundle=self.bundle, out=self.reports, mode=self.mode, threshold=self.threshold,
             backend=self.backend, workers=self.workers, address=self.address,
-            progress=self.progress,
+            capacity_wait_s=self.capacity_wait_s, progress=self.progress,
         )  # fmt: skip
 
     @property
@@ -182,8 +186,8 @@ class PlannedScene:
     """A scene version to detect, and why: ``new``, ``changed`` (new version) or ``retry``."""
 
     ref: Scene
-    reason: str
-    scene_key: str
+    reason: str  # "new", "changed" or "retry"
+    scene_key: str  # the result's name, derived once from the scene and the run
 
 
 @dataclass(frozen=True)
@@ -558,11 +562,12 @@ def stop_on_signals(stop: threading.Event, echo: Callable[[str], None]) -> Itera
 @options.backend_option
 @options.workers_option
 @options.address_option
+@options.capacity_wait_option
 @options.progress_option
 @options.verbose_option
 @click.pass_context
 def scan(ctx, source, bundle, reports, suffixes, every, max_scenes, dry_run, retry_failed, mode,
-         threshold, backend, workers, address, progress):  # fmt: skip
+         threshold, backend, workers, address, capacity_wait_s, progress):  # fmt: skip
     """Detect whale faces in new or changed scenes under SOURCE (s3://BUCKET/PREFIX or a directory).
 
     Exit code: 0 all scenes ok, 1 some scenes failed (or the scan could not run), 2 usage error.
@@ -572,7 +577,7 @@ def scan(ctx, source, bundle, reports, suffixes, every, max_scenes, dry_run, ret
             source=source, bundle=bundle, reports=reports, suffixes=suffixes, every=every,
             max_scenes=max_scenes, dry_run=dry_run, retry_failed=retry_failed, mode=mode,
             threshold=threshold, backend=backend, workers=workers, address=address,
-            progress=progress,
+            capacity_wait_s=capacity_wait_s, progress=progress,
         )  # fmt: skip
     except ValueError as err:
         raise click.UsageError(str(err)) from err

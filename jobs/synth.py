@@ -17,23 +17,17 @@ import click
 from jobs.options import verbose_option
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 def synth() -> None:
     """Deterministic synthetic data: chip datasets and GeoTIFF scenes with truth."""
 
 
 @synth.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--n", "n", type=int, default=600, show_default=True, help="Train chips.")
-@click.option("--size", type=int, default=64, show_default=True, help="Chip side, 32..256 px.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--val-fraction",
-    type=float,
-    default=0.25,
-    show_default=True,
-    help="Share of val chips in train + val.",
-)
+@click.option("--n", "n", type=int, default=600, help="Train chips.")
+@click.option("--size", type=int, default=64, help="Chip side, 32..256 px.")
+@click.option("--seed", type=int, default=0)
+@click.option("--val-fraction", type=float, default=0.25, help="Share of val chips in train + val.")
 @verbose_option
 def chips(out: Path, n: int, size: int, seed: int, val_fraction: float) -> None:
     """Write an ImageFolder chip dataset (face / not_face) under OUT."""
@@ -50,22 +44,15 @@ def chips(out: Path, n: int, size: int, seed: int, val_fraction: float) -> None:
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--width", type=int, required=True, help="Scene width, px.")
 @click.option("--height", type=int, required=True, help="Scene height, px.")
-@click.option("--whales", type=int, default=10, show_default=True, help="Whales with faces.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--whales", type=int, default=10, help="Whales with faces.")
+@click.option("--seed", type=int, default=0)
 @click.option(
     "--dtype",
     type=click.Choice(["uint8", "uint16"]),
     default="uint8",
-    show_default=True,
     help="uint16 holds 12-bit data (uint8 value x 16).",
 )
-@click.option(
-    "--bands",
-    type=click.Choice(["3", "4"]),
-    default="3",
-    show_default=True,
-    help="3 = RGB, 4 = RGB + NIR.",
-)
+@click.option("--bands", type=click.Choice(["3", "4"]), default="3", help="3 = RGB, 4 = RGB + NIR.")
 @click.option("--nodata-border", is_flag=True, help="Ragged nodata (0) along two edges.")
 @click.option("--no-crs", "no_crs", is_flag=True, help="No CRS and no geotransform.")
 @verbose_option
@@ -97,8 +84,8 @@ def scene(
 @synth.command()
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--n", "n", type=int, required=True, help="Number of scenes.")
-@click.option("--size", type=int, default=2048, show_default=True, help="Scene side, px.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", type=int, default=2048, help="Scene side, px.")
+@click.option("--seed", type=int, default=0)
 @click.option(
     "--hard",
     is_flag=True,

@@ -55,17 +55,17 @@ SPLITS = ("train", "val")
 class ChipsConfig:
     """One chip cut: ``labels`` file → ImageFolder dataset at ``out`` (see the module doc)."""
 
-    labels: Path
+    labels: Path  # DeepForest CSV or vector file (labels.read)
     out: Path
-    size: int = 64
-    gsd_m: float | None = None
+    size: int = 64  # chip side, px (16..512)
+    gsd_m: float | None = None  # metres per chip px; None: the scenes' native pixels
     seed: int = 0
-    val_fraction: float = 0.25
-    per_face: int = 4
-    negatives: float = 1.0
-    jitter_px: float = 3.0
-    scene_column: str | None = None
-    point_box_m: float | None = None
+    val_fraction: float = 0.25  # share of the scenes (at least one) that go wholly to val/
+    per_face: int = 4  # positives per labelled face
+    negatives: float = 1.0  # negatives per positive
+    jitter_px: float = 3.0  # a positive's centre is the chip centre ± this (chip px)
+    scene_column: str | None = None  # vector labels: the column naming each row's scene
+    point_box_m: float | None = None  # vector labels: box side for points, ground metres
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", Path(self.labels))

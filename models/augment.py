@@ -41,17 +41,18 @@ def jitter(chip: np.ndarray, brightness: float, contrast: float) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def parse_ops(names: str | Iterable[str]) -> tuple[str, ...]:
-    """``"flip,rot90"`` or an iterable of names → validated tuple in canonical order.
+def parse_ops(names: str | Iterable[str], ops: tuple[str, ...] = OPS) -> tuple[str, ...]:
+    """``"flip,rot90"`` or an iterable of names → validated tuple in the canonical order of
+    ``ops`` (the names this model's augmentation knows; default the chips' :data:`OPS`).
 
     ``""`` and ``"none"`` give ()."""
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",")]
     wanted = {n for n in names if n and n != "none"}
-    unknown = sorted(wanted - set(OPS))
+    unknown = sorted(wanted - set(ops))
     if unknown:
-        raise ValueError(f"augment: unknown op(s) {unknown}; expected a subset of {list(OPS)}")
-    return tuple(op for op in OPS if op in wanted)
+        raise ValueError(f"augment: unknown op(s) {unknown}; expected a subset of {list(ops)}")
+    return tuple(op for op in ops if op in wanted)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from models.centre_loss import detector_loss
 from models.detector import BoxOutputs, build_detector
+from models.scene_augment import DETECTOR_OPS
 from models.scene_crops import SceneCrops
 from models.scene_predict import predict_scene
 from models.threads import torch_threads
@@ -44,6 +45,7 @@ class DetectorLoopConfig(LoopConfig):
     val_threshold: float = 0.3
     max_box_px: float = 96.0
     match_radius: float = 12.0
+    augment_ops: ClassVar[tuple[str, ...]] = DETECTOR_OPS
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -100,6 +102,31 @@ def scene_metrics(boxes, scores, truth, threshold: float, radius: float) -> dict
         "val_f1": match_centres(boxes[keep], scores[keep], truth, radius).f1,
         "val_ap50": match_report(greedy_match(scores, *iou_pairs(iou, 0.5))).average_precision,
     }
+
+
+def pool_scenes(found, truths, images) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-scene ((N, 4) boxes, (N,) scores) and (M, 4) truth px → (boxes, scores, truth) of all
+    scenes placed side by side in one coordinate space, so one ranking covers them all."""
+    offsets = np.cumsum([0] + [img.shape[2] + 1000 for img in images])
+    boxes = np.concatenate(
+        [b + [o, 0, o, 0] for (b, _), o in zip(found, offsets, strict=False)]
+    ).reshape(-1, 4)
+    scores = np.concatenate([s for _, s in found])
+    truth = np.concatenate(
+        [np.asarray(t).reshape(-1, 4) + [o, 0, o, 0] for t, o in zip(truths, offsets, strict=False)]
+    ).reshape(-1, 4)
+    return boxes, scores, truth
+
+
+def _gather_dict(part: dict, world: int) -> dict:
+    """Merge every rank's ``part`` (all ranks get the union); the identity on one worker."""
+    import torch.distributed as dist
+
+    if world == 1 or not dist.is_initialized():
+        return dict(part)
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, part)
+    return {k: v for p in gathered for k, v in p.items()}
 
 
 def train_detector_per_worker(config: dict[str, Any]) -> None:
@@ -184,28 +211,20 @@ class _DetectorWorker(_Worker):
         return getattr(self.model, "module", self.model)
 
     def _validate(self) -> dict[str, float]:
-        """Rank 0 scores the held-out scenes (the others have nothing to add: same weights)."""
-        if self.rank != 0 or not len(self.val_scenes):
+        """Each rank predicts its share of the held-out parts; rank 0 scores them all."""
+        if not len(self.val_scenes):
             return {}
-        found = [self._predict(img, 0.05) for img in self.val_scenes]
-        offsets = np.cumsum([0] + [img.shape[2] + 1000 for img in self.val_scenes])
-        # Scenes side by side in one coordinate space, so one ranking covers them all.
-        boxes = np.concatenate(
-            [b + [o, 0, o, 0] for (b, _), o in zip(found, offsets, strict=False)]
-        )
-        scores = np.concatenate([s for _, s in found])
-        truth = np.concatenate(
-            [
-                np.asarray(t).reshape(-1, 4) + [o, 0, o, 0]
-                for t, o in zip(self.val_boxes, offsets, strict=False)
-            ]
-        )
-        return scene_metrics(boxes, scores, truth, self.loop.val_threshold, self.loop.match_radius)
+        mine = range(self.rank, len(self.val_scenes), self.world)
+        found = {k: self._predict(self.val_scenes[k], 0.05) for k in mine}
+        found = _gather_dict(found, self.world)
+        if self.rank != 0:
+            return {}
+        pooled = pool_scenes([found[k] for k in range(len(self.val_scenes))], self.val_boxes,
+                             self.val_scenes)  # fmt: skip
+        return scene_metrics(*pooled, self.loop.val_threshold, self.loop.match_radius)
 
     def _mine(self) -> np.ndarray:
         """(K, 3) [scene, x, y] false-alarm centres on the training scenes, gathered over workers."""
-        import torch.distributed as dist
-
         rows = []
         scenes, labels = self.train_set.scenes, self.train_set.boxes
         for s in range(self.rank, len(scenes), self.world):
@@ -216,10 +235,7 @@ class _DetectorWorker(_Worker):
             d = np.hypot(*(c[:, None] - tc[None]).transpose(2, 0, 1)) if len(tc) else None
             far = np.ones(len(c), bool) if d is None else d.min(1) > self.loop.match_radius
             rows += [(s, x, y) for x, y in c[far]]
-        if self.world > 1 and dist.is_initialized():
-            gathered: list[Any] = [None] * self.world
-            dist.all_gather_object(gathered, rows)
-            rows = [r for part in gathered for r in part]
-        rows.sort()
+        rows = sorted(r for part in _gather_dict({self.rank: rows}, self.world).values()
+                      for r in part)  # fmt: skip
         log.info("rank %d: %d hard negatives mined", self.rank, len(rows))
         return np.array(rows, np.float64).reshape(-1, 3)

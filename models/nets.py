@@ -38,6 +38,11 @@ class Classifier(nn.Module):
         self.output_stride = output_stride or _stride(self.features)
 
 
+def _stem(width: int) -> tuple[nn.Module, ...]:
+    """The 5×5 stride-2 convolution (and ReLU) both small nets open with: halves a chip at once."""
+    return nn.Conv2d(3, width, 5, stride=2), nn.ReLU(inplace=True)
+
+
 def _stride(stack: nn.Module) -> int:
     stride = 1
     for m in stack:
@@ -72,8 +77,7 @@ class WhaleNet(Classifier):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            nn.Conv2d(3, w, 5, stride=2),
-            nn.ReLU(inplace=True),
+            *_stem(w),
             nn.Conv2d(w, 2 * w, 3),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
@@ -103,8 +107,7 @@ class AlexNetish(Classifier):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            nn.Conv2d(3, w, 5, stride=2),
-            nn.ReLU(inplace=True),
+            *_stem(w),
             nn.MaxPool2d(3, stride=2),
             nn.Conv2d(w, 2 * w, 5, padding=2),
             nn.ReLU(inplace=True),

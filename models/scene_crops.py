@@ -4,8 +4,9 @@ Each epoch draws ``crops_per_epoch`` crops: a ``positive_fraction`` centred near
 (its centre anywhere in the supervised area), a ``hard_fraction`` centred on mined hard
 negatives (false alarms of an earlier model on the training scenes), the rest anywhere — sea,
 distractors and the scene border, where pixels past the edge are 0 exactly as
-:func:`tiling.read.read_window` fills them at detection time. Views: the eight flips/turns
-(boxes follow) and brightness/contrast jitter of the pixels inside the scene.
+:func:`tiling.read.read_window` fills them at detection time. Views (``augment``): the eight
+flips/turns (boxes follow), brightness/contrast ``jitter`` of the pixels inside the scene, and
+the ``scale`` and ``look`` changes of :mod:`models.scene_augment`.
 
 A crop is a pure function of (seed, epoch, index), so any number of data-parallel workers and
 any resume see the same crops.
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset
 
 from models.augment import jitter
 from models.detector import output_cells
+from models.scene_augment import SCALE_RANGE, change_look, log_uniform, resize_crop
 from models.targets import encode_targets
 
 
@@ -56,10 +58,17 @@ class SceneCrops(Dataset):
     def __getitem__(self, i: int):
         rng = np.random.default_rng((self.seed, self.epoch, i))
         scene, x0, y0 = self._origin(rng)
-        image, valid = self._cut(scene, x0, y0)
+        side = self.crop
+        if "scale" in self.augment:  # cut crop/zoom px about the same centre, then resize
+            side = max(2, round(self.crop / log_uniform(rng, *SCALE_RANGE)))
+            x0, y0 = x0 + (self.crop - side) // 2, y0 + (self.crop - side) // 2
+        image, valid = self._cut(scene, x0, y0, side)
         boxes = self.boxes[scene] - [x0, y0, x0, y0]
-        inside = (boxes[:, 2] > 0) & (boxes[:, 3] > 0) & (boxes[:, 0] < self.crop)
-        boxes = boxes[inside & (boxes[:, 1] < self.crop)]
+        inside = (boxes[:, 2] > 0) & (boxes[:, 3] > 0) & (boxes[:, 0] < side)
+        boxes = boxes[inside & (boxes[:, 1] < side)]
+        if side != self.crop:
+            image, valid = resize_crop(image, valid, self.crop)
+            boxes = boxes * (self.crop / side)
         image, valid, boxes = self._view(image, valid, boxes, rng)
         t = encode_targets(boxes, self.cells, self.cells, self.rf, self.stride)
         return (
@@ -91,10 +100,10 @@ class SceneCrops(Dataset):
         ox, oy = self.rf / 2 + rng.random(2) * supervised
         return int(scene), int(round(cx - ox)), int(round(cy - oy))
 
-    def _cut(self, scene: int, x0: int, y0: int) -> tuple[np.ndarray, np.ndarray]:
+    def _cut(self, scene: int, x0: int, y0: int, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (3, c, c) pixels at (x0, y0) of ``scene`` (0 past its edge) and the in-scene mask."""
         src = self.scenes[scene]
         _, h, w = src.shape
-        c = self.crop
         image = np.zeros((3, c, c), np.uint8)
         valid = np.zeros((c, c), bool)
         xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + c, w), min(y0 + c, h)
@@ -104,7 +113,7 @@ class SceneCrops(Dataset):
         return image, valid
 
     def _view(self, image, valid, boxes, rng):
-        """Random flip/turn (boxes follow) and jitter of in-scene pixels."""
+        """Random flip/turn (boxes follow), jitter and look of in-scene pixels."""
         c = self.crop
         if "rot90" in self.augment:
             for _ in range(int(rng.integers(4))):  # 90° counter-clockwise: (x, y) → (y, c − x)
@@ -116,4 +125,6 @@ class SceneCrops(Dataset):
         if "jitter" in self.augment:
             b, k = 1 + 0.25 * (2 * rng.random(2) - 1)
             image = np.where(valid, jitter(image, b, k), 0).astype(np.uint8)
+        if "look" in self.augment:
+            image = change_look(image, valid, rng)
         return image, valid, boxes.reshape(-1, 4)

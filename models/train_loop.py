@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from models.augment import Augment, parse_ops
+from models.augment import OPS, Augment, parse_ops
 from models.nets import build_classifier
 from models.scorer import Normalize
 from models.threads import torch_threads
@@ -73,9 +73,10 @@ class LoopConfig:
     max_steps: int | None = None
     threads: int = 1
     fingerprint: str = ""
+    augment_ops: ClassVar[tuple[str, ...]] = OPS  # the names ``augment`` may use
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "augment", parse_ops(self.augment))
+        object.__setattr__(self, "augment", parse_ops(self.augment, self.augment_ops))
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer: {self.optimizer!r}, expected 'adamw' or 'sgd'")
         if self.schedule not in ("cosine", "constant"):

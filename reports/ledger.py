@@ -68,14 +68,15 @@ def read_scenes(
     a scene key (reruns, a segment and a newer attempt); :func:`latest_attempts` picks one.
     An empty table with the schema when there are none.
     """
-    import pyarrow.dataset as pads
-
     schema = (
         SCENES_SCHEMA if columns is None else pa.schema([SCENES_SCHEMA.field(c) for c in columns])
     )
     relpaths = scene_relpaths(store) if relpaths is None else relpaths
     if not relpaths:
         return schema.empty_table()
+    # Only now: a first run into a new root has no scene files and skips pyarrow.dataset's import.
+    import pyarrow.dataset as pads
+
     fs, paths = store.arrow_paths(relpaths)
     try:
         # Files older than an appended column lack it: the dataset schema fills it with nulls.

@@ -24,15 +24,14 @@ SCENE_STATUSES = ("ok", "failed", "skipped")
 _METADATA = {SCHEMA_VERSION_KEY.encode(): SCHEMA_VERSION.encode()}
 _UTC_US = pa.timestamp("us", tz="UTC")
 
+
+def _fields(type_: pa.DataType, *names: str) -> list[pa.Field]:
+    """Nullable fields ``names`` of one type, in order."""
+    return [pa.field(name, type_) for name in names]
+
+
 # GeoParquet 1.1 bbox covering column of `geometry` (lon/lat degrees).
-BBOX_TYPE = pa.struct(
-    [
-        pa.field("xmin", pa.float64()),
-        pa.field("ymin", pa.float64()),
-        pa.field("xmax", pa.float64()),
-        pa.field("ymax", pa.float64()),
-    ]
-)
+BBOX_TYPE = pa.struct(_fields(pa.float64(), "xmin", "ymin", "xmax", "ymax"))
 
 # The scene version a row is about, first in both tables.
 _SCENE_ID_FIELDS = (
@@ -54,19 +53,12 @@ DETECTIONS_SCHEMA = pa.schema(
         pa.field("label", pa.string()),
         pa.field("score", pa.float32()),
         # Scene pixels (column, row), corner-anchored, xmax/ymax exclusive.
-        pa.field("px_xmin", pa.float64()),
-        pa.field("px_ymin", pa.float64()),
-        pa.field("px_xmax", pa.float64()),
-        pa.field("px_ymax", pa.float64()),
+        *_fields(pa.float64(), "px_xmin", "px_ymin", "px_xmax", "px_ymax"),
         pa.field("native_crs", pa.string()),
         # Envelope of the box in native_crs units.
-        pa.field("x_min", pa.float64()),
-        pa.field("y_min", pa.float64()),
-        pa.field("x_max", pa.float64()),
-        pa.field("y_max", pa.float64()),
+        *_fields(pa.float64(), "x_min", "y_min", "x_max", "y_max"),
         # Box centre, WGS 84 degrees.
-        pa.field("lon", pa.float64()),
-        pa.field("lat", pa.float64()),
+        *_fields(pa.float64(), "lon", "lat"),
         # WKB polygon in OGC:CRS84 (x=lon, y=lat); the GeoParquet primary column.
         pa.field("geometry", pa.binary()),
         pa.field("bbox", BBOX_TYPE),
@@ -80,26 +72,21 @@ SCENES_SCHEMA = pa.schema(
     [
         *_SCENE_ID_FIELDS,
         pa.field("scene_key", pa.string(), nullable=False),
-        pa.field("width", pa.int64()),
-        pa.field("height", pa.int64()),
-        pa.field("bands", pa.int64()),
+        *_fields(pa.int64(), "width", "height", "bands"),
         pa.field("dtype", pa.string()),
         pa.field("native_crs", pa.string()),
         pa.field("status", pa.string(), nullable=False),  # one of SCENE_STATUSES
         pa.field("error", pa.string()),
         pa.field("detections", pa.int64()),
-        pa.field("megapixels", pa.float64()),
-        pa.field("seconds", pa.float64()),
+        *_fields(pa.float64(), "megapixels", "seconds"),
         *_RUN_FIELDS,
-        pa.field("started_at", _UTC_US),
-        pa.field("finished_at", _UTC_US),
+        *_fields(_UTC_US, "started_at", "finished_at"),
         # Appended: the scene version's time (S3 LastModified / file mtime) that gave `dt`.
         pa.field("scene_modified", _UTC_US),
         # Appended (version 2): the scene's ground sample distance in metres (its georeferencing's,
         # or the user's --gsd; null when unknown) and the native px per scored px it was scored
         # at (1.0: native pixels; null when it was not scored).
-        pa.field("gsd_m", pa.float64()),
-        pa.field("px_scale", pa.float64()),
+        *_fields(pa.float64(), "gsd_m", "px_scale"),
         # Appended (version 3): the result-affecting settings that are part of `scene_key`
         # (threshold, NMS IoU, stride, bands, scaling, GSD…) as canonical JSON, so two results
         # of one scene version can be told apart; null in rows written before.

@@ -2,8 +2,10 @@
 
 A query file holds one SQL statement with ``{reports}`` where the reports root goes (always
 inside a single-quoted string) and, optionally, numeric parameters ``{name}`` declared in the
-header as ``-- param: name = default``. ``load_query("top_detections", reports="out/reports",
-limit=5)`` returns SQL ready for ``duckdb.sql`` or the ``duckdb`` CLI.
+header as ``-- param: name = default``. It reads the views of ``queries/views/`` (the latest
+attempt of each scene key wins); :func:`load_query` puts those it names before it:
+``load_query("top_detections", reports="out/reports", limit=5)`` returns SQL ready for
+``duckdb.sql`` or the ``duckdb`` CLI.
 """
 
 from __future__ import annotations
@@ -17,6 +19,19 @@ __all__ = ["load_query", "query_names", "query_params"]
 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 _PARAM = re.compile(r"^--\s*param:\s*([a-z_][a-z0-9_]*)\s*=\s*(\S+)\s*$", re.MULTILINE)
+
+
+# The views the queries read (``queries/views/NAME.sql``) → the views each one reads itself; in
+# the order they are created.
+VIEWS = {"latest_scenes": (), "current_detections": ("latest_scenes",)}
+
+
+def _views(sql: str) -> str:
+    """The statements creating the views that ``sql`` reads (and those they read), in order."""
+    named = {v for v in VIEWS if re.search(rf"\bFROM {v}\b", sql)}
+    named |= {dep for v in named for dep in VIEWS[v]}
+    files = [_queries().joinpath("views", f"{v}.sql") for v in VIEWS if v in named]
+    return "".join(f.read_text(encoding="utf-8") for f in files)
 
 
 def _queries():
@@ -59,14 +74,19 @@ def _reports_literal(reports: str | os.PathLike[str]) -> str:
     return text.rstrip("/").replace("'", "''")
 
 
-def load_query(name: str, reports: str | os.PathLike[str], **params: float) -> str:
+def load_query(
+    name: str, reports: str | os.PathLike[str], *, with_views: bool = True, **params: float
+) -> str:
     """Query ``name`` with ``{reports}`` set to ``reports`` (a directory or ``s3://bucket/prefix``)
-    and its parameters set from ``params`` or their defaults.
+    and its parameters set from ``params`` or their defaults, after the statements that create
+    the views it reads (``with_views=False``: the query alone, for a connection that has them).
 
     Numbers are written as literals (so DuckDB can prune row groups on them); a parameter the
     query does not declare, or one that is not a finite number, is a ``ValueError``.
     """
     text = _text(name)
+    if with_views:
+        text = _views(text) + text
     declared = query_params(name)
     unknown = sorted(set(params) - set(declared))
     if unknown:

@@ -82,36 +82,37 @@ def evict(entry: Path) -> None:
     log.warning("cache entry %s failed validation; evicted", entry)
 
 
-def cached_dir(
-    kind: str,
-    key: str,
-    fill: Callable[[Path], None],
-    valid: Callable[[Path], bool] = lambda p: True,
-) -> Path:
+Fill = Callable[[Path], None]  # writes an entry at the (temporary) path it is given
+Check = Callable[[Path], bool]  # whether an existing entry is sound
+
+
+def _always(entry: Path) -> bool:
+    return True
+
+
+def _checked(kind: str, name: str, exists: Check, valid: Check) -> Path:
+    """The path of entry ``name`` of ``kind``; an existing entry that fails ``valid`` is evicted."""
+    entry = cache_dir(kind) / name
+    if exists(entry) and not valid(entry):
+        evict(entry)
+    return entry
+
+
+def cached_dir(kind: str, key: str, fill: Fill, valid: Check = _always) -> Path:
     """The directory entry ``key`` of ``kind``, built once by ``fill(tmp_dir)`` if missing.
 
     ``valid(path)`` checks an existing entry; a failing one is evicted and rebuilt once.
     """
-    entry = cache_dir(kind) / key
-    if entry.is_dir() and not valid(entry):
-        evict(entry)
-    return publish_dir(entry, fill)
+    return publish_dir(_checked(kind, key, Path.is_dir, valid), fill)
 
 
-def cached_file(
-    kind: str,
-    name: str,
-    fill: Callable[[Path], None],
-    valid: Callable[[Path], bool] = lambda p: True,
-) -> Path:
+def cached_file(kind: str, name: str, fill: Fill, valid: Check = _always) -> Path:
     """The file entry ``name`` of ``kind``, written once by ``fill(tmp_path)`` if missing.
 
     ``fill`` writes the file at the path it is given (e.g. a download); it is then renamed into
     place. ``valid`` as in :func:`cached_dir`.
     """
-    entry = cache_dir(kind) / name
-    if entry.is_file() and not valid(entry):
-        evict(entry)
+    entry = _checked(kind, name, Path.is_file, valid)
     if entry.is_file():
         return entry
     with temp_dir(entry) as tmp:

@@ -91,7 +91,7 @@ class SceneSpec:
     height: int
     whales: int = 10
     seed: int = 0
-    dtype: str = "uint8"
+    dtype: str = "uint8"  # or "uint16": 12-bit data, value × 16
     bands: int = 3
     nodata_border: bool = False
     crs: bool = True

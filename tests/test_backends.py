@@ -205,6 +205,12 @@ def test_torch_threads_apply_during_a_call_and_are_restored(bundle):
     assert seen == [wanted] and torch.get_num_threads() == before
 
 
+@pytest.mark.parametrize("field", ["threads", "max_batch"])
+def test_backend_options_name_a_bad_count(bundle, field):
+    with pytest.raises(ValueError, match=f"backend {field} 0: expected a positive count"):
+        load_backend("onnxruntime", bundle, **{field: 0})
+
+
 def test_unknown_backend_names_the_choices(bundle):
     with pytest.raises(ValueError, match=r"unknown backend 'tflite'.*onnxruntime.*openvino"):
         load_backend("tflite", bundle)

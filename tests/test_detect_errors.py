@@ -85,10 +85,10 @@ def test_padded_net_runs_in_sliding_mode(inputs, tmp_path):
 class FaultyBackend:
     """The torch backend, except that it raises on all-black pixels (a stand-in device fault)."""
 
-    def __init__(self, bundle, device=None, threads=None):
+    def __init__(self, bundle, options):
         from models.backends.torch_backend import TorchBackend
 
-        self.inner = TorchBackend(bundle, device=device, threads=threads)
+        self.inner = TorchBackend(bundle, options)
         self.name, self.device, self.precision = "faulty", "cpu", "fp32"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

@@ -67,7 +67,10 @@ def test_train_resume_then_detect_end_to_end(ray_local, labels, tmp_path):
     assert first.kind == bundle.kind == "detector"
     history = bundle.metrics["history"]
     assert [h["epoch"] for h in history] == [1, 2] and {"val_ap", "val_ap50"} <= set(history[-1])
-    assert bundle.metrics["val_scenes"] == [str(labels.parent / "scene_2.tif")]
+    # the spatial hold-out: a strip at the bottom of every scene validates, the rest trains
+    names = [str(labels.parent / f"scene_{k}.tif") for k in range(3)]
+    assert [v.split(" rows ")[0] for v in bundle.metrics["val_scenes"]] == names
+    assert [t.split(" rows ")[0] for t in bundle.metrics["train_scenes"]] == names
     assert bundle.gsd_m == pytest.approx(0.1) and bundle.receptive_field == 135
     assert bundle.max_box_px is not None and 20 < bundle.object_size_px < 45
 

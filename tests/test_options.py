@@ -22,11 +22,11 @@ def test_detect_and_scan_refuse_an_unknown_backend_naming_the_registry(tmp_path)
         assert all(name in result.output for name in REGISTRY)
 
 
-def test_detect_and_scan_share_mode_backend_workers_and_address():
+def test_detect_and_scan_share_mode_backend_workers_address_and_capacity_wait():
     def params(command):
         return {p.name: (type(p.type).__name__, p.default, p.help) for p in command.params}
 
-    shared = {"mode", "backend", "workers", "address"}
+    shared = {"mode", "backend", "workers", "address", "capacity_wait_s"}
     assert {k: v for k, v in params(detect).items() if k in shared} == {
         k: v for k, v in params(scan).items() if k in shared
     }

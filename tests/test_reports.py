@@ -293,15 +293,9 @@ def test_empty_detections_file_is_valid(tmp_path):
 def test_scene_without_crs_writes_null_geo_columns_and_warns(tmp_path, caplog):
     import geopandas as gpd
 
-    scene = Scene(
-        uri="/data/plain.png",
-        version="123+1714600000",
-        width=100,
-        height=100,
-        bands=3,
-        dtype="uint8",
-        modified=DETECTED_AT,
-    )
+    scene = dataclasses.replace(SCENE, uri="/data/plain.png", version="123+1714600000",
+                                width=100, height=100, crs=None, transform=None,
+                                modified=DETECTED_AT)  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="reports.geoparquet"):
         t = make_table(scene, BOXES[:2] / 10, SCORES[:2])
     assert "/data/plain.png" in caplog.text and "no CRS" in caplog.text

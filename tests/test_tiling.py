@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.windows import Window
 
 from tiling.grid import in_window, plan_regions
 from tiling.heatmap import CellGrid, find_peaks, heatmap_to_boxes, refine
-from tiling.nms import nms
 
 
 @settings(max_examples=60, deadline=None)
@@ -101,50 +100,3 @@ def test_boxes_are_centred_on_the_scored_window():
     # Window top-left = (col0 + 4·8, row0 + 3·8) = (16, 32); centre +32 → (48, 64).
     np.testing.assert_allclose(boxes, [[33, 49, 63, 79]])
     assert scores.tolist() == [pytest.approx(0.97)]
-
-
-def _iou(a, b):
-    """Slow, obvious IoU of two [xmin, ymin, xmax, ymax] boxes."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union
-
-
-def _greedy_nms(boxes, scores, iou):
-    """Slow, obvious reference: take the best remaining box, drop those overlapping it > iou."""
-    kept, left = [], sorted(range(len(boxes)), key=lambda i: -scores[i])
-    while left:
-        best = left.pop(0)
-        kept.append(best)
-        left = [i for i in left if _iou(boxes[best], boxes[i]) <= iou]
-    return sorted(kept)
-
-
-@settings(max_examples=80, deadline=None)
-@given(
-    data=st.lists(
-        st.tuples(st.integers(0, 60), st.integers(0, 60), st.integers(4, 30), st.integers(0, 999)),
-        max_size=25,
-        unique_by=lambda t: t[3],  # distinct scores: the greedy order is well defined
-    ),
-    iou=st.sampled_from([0.1, 0.3, 0.5, 0.7]),
-)
-def test_nms_keeps_what_greedy_suppression_keeps(data, iou):
-    boxes = np.array([[x, y, x + s, y + s] for x, y, s, _ in data], np.float64).reshape(-1, 4)
-    scores = np.array([k / 1000 for *_, k in data], np.float32)
-    # An IoU that equals the threshold is decided by float32 rounding in torchvision: not a case
-    # the greedy rule defines, so Hypothesis draws other boxes.
-    assume(all(abs(_iou(a, b) - iou) > 1e-5 for a in boxes.tolist() for b in boxes.tolist()))
-    keep = nms(boxes, scores, iou)
-    assert keep.dtype == np.int64
-    assert keep.tolist() == _greedy_nms(boxes.tolist(), scores.tolist(), iou)
-
-
-def test_nms_drops_the_weaker_of_two_overlapping_boxes_and_keeps_raster_order():
-    boxes = np.array([[0, 0, 10, 10], [50, 50, 60, 60], [1, 0, 11, 10], [100, 0, 110, 10]], float)
-    scores = np.array([0.6, 0.5, 0.9, 0.7], np.float32)
-    assert nms(boxes, scores, 0.3).tolist() == [1, 2, 3]  # box 0 overlaps box 2 (IoU 9/11)
-    assert nms(boxes, scores, 0.9).tolist() == [0, 1, 2, 3]
-    assert nms(np.zeros((0, 4)), np.zeros(0, np.float32), 0.3).tolist() == []

@@ -33,8 +33,8 @@ class CentreParams:
     probability; ``nms_iou``: IoU above which the lower-scored of two boxes is dropped.
     """
 
-    stride: int
-    window: int
+    stride: int  # px
+    window: int  # px
     max_box_px: float
     threshold: float = 0.3
     nms_iou: float = 0.3

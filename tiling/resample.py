@@ -60,10 +60,10 @@ class ScoredGrid:
     native px per pixel of that overview.
     """
 
-    fx: float
-    fy: float
-    width: int
-    height: int
+    fx: float  # native px per scored px, along columns
+    fy: float  # native px per scored px, along rows
+    width: int  # scored px
+    height: int  # scored px
     overview: int | None = None
     overview_fx: float = 1.0
     overview_fy: float = 1.0

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from models.backends.options import BackendOptions
 from models.bundle import Bundle
 
 
@@ -33,7 +34,7 @@ class BackendUnavailableError(ImportError):
     """A backend's optional library (or device) is missing; the message says how to get it."""
 
 
-# name -> "module:factory"; a factory is (bundle, device=None, threads=None, **options) -> Backend.
+# name -> "module:factory"; a factory is (bundle, BackendOptions, **extra options) -> Backend.
 REGISTRY = {
     "auto": "models.backends.auto:auto_backend",
     "torch": "models.backends.torch_backend:TorchBackend",
@@ -59,19 +60,27 @@ def load_backend(
     bundle: Bundle,
     device: str | None = None,
     threads: int | None = None,
-    **options: Any,
+    precision: str | None = None,
+    max_batch: int | None = None,
+    **extra: Any,
 ) -> Backend:
-    """Build backend ``name`` for ``bundle``; ``threads`` caps intra-op CPU threads.
+    """Build backend ``name`` for ``bundle`` with the :class:`BackendOptions` given as keywords;
+    ``extra`` options go to the backend (e.g. ``channels_last=False``; see its docstring).
 
-    ``options`` go to the backend (e.g. ``precision="bf16"``); see each backend's docstring.
     Raises ``ValueError`` for an unknown name and :class:`BackendUnavailableError` (an
     ``ImportError``) when the backend's library or device is missing.
     """
+    options = BackendOptions(device, threads, precision, max_batch)
+    return build_backend(name, bundle, options, **extra)
+
+
+def build_backend(name: str, bundle: Bundle, options: BackendOptions, **extra: Any) -> Backend:
+    """:func:`load_backend` with the common options as one object."""
     if name not in REGISTRY:
         raise ValueError(f"unknown backend {name!r}; expected one of {sorted(REGISTRY)}")
     module, attr = REGISTRY[name].split(":")
     factory = getattr(importlib.import_module(module), attr)
-    return factory(bundle, device=device, threads=threads, **options)
+    return factory(bundle, options, **extra)
 
 
 def require(backend: str):
@@ -101,6 +110,17 @@ def check_precision(backend: str, precision: str, allowed: Sequence[str]) -> str
     if precision not in allowed:
         raise ValueError(f"{backend} precision {precision!r}: expected one of {', '.join(allowed)}")
     return precision
+
+
+def cpu_backend(
+    backend: str, options: BackendOptions, precisions: Sequence[str], default: str
+) -> tuple[Any, str, str]:
+    """(library, ``"cpu"``, precision) for the CPU-only ``backend``: its optional library
+    imported, the device checked (:func:`cpu_device`) and the precision asked for (else
+    ``default``) checked against ``precisions``."""
+    library = require(backend)
+    device = cpu_device(backend, options.device)
+    return library, device, check_precision(backend, options.precision_or(default), precisions)
 
 
 def cpu_device(backend: str, device: str | None) -> str:

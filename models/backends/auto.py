@@ -3,20 +3,23 @@
 1. An NVIDIA GPU and TensorRT installed → ``tensorrt`` (fp16, from the fp16 ONNX model).
 2. A GPU without TensorRT → ``torch`` on the GPU (fp32).
 3. CPU only → ``onnxruntime`` fp32. Measured side by side (``python -m bench.bench_backends``,
-   four runs on the project's 2-core AMD EPYC with AVX-512 + AVX512-BF16, a trained whalenet,
-   region tiles 1024² and 2048², batch 1; ``bench/results/backends.json`` is the quietest):
-   ONNX Runtime fp32 ran 1.2–3.7× torch fp32 (channels-last) and equals it to 1e-6; OpenVINO
-   fp32 was level with it (0.6–1.5×); OpenVINO bf16 was a further 1.2–3.4× (1.8× on the quiet
-   run) but moves probabilities by up to 1.8e-2 (detections unchanged on that net). ``auto`` promises fp32 scores: the same scene gives the same rows on
-   every node, whether or not its CPU has bf16 (OpenVINO's ``auto`` precision follows the CPU),
-   so reruns stay idempotent. bf16 is opt-in: ``--backend openvino``.
+   a trained whalenet, region tiles 1024² and 2048², batch 1, three interleaved rounds; the
+   committed ``bench/results/backends.json`` is from a 2-core Intel Xeon at load 21–27): ONNX
+   Runtime fp32 ran 1.9× and 3.1× torch fp32 (channels-last) and ahead of it in every round,
+   within 1e-6 of its scores (earlier runs on an AMD EPYC: 1.2–3.7×, never slower); OpenVINO
+   bf16 was fastest but moves probabilities by up to 1e-2 (detections unchanged on that net).
+   ``auto`` promises fp32 scores: the same scene gives the same rows on every node, whether or
+   not its CPU has bf16 (OpenVINO's ``auto`` precision follows the CPU), so reruns stay
+   idempotent. bf16 is opt-in: ``--backend openvino``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from models.backends import Backend, available, load_backend
+from models.backends import Backend, available, build_backend
+from models.backends.options import DEFAULT_OPTIONS, BackendOptions
 from models.bundle import Bundle
 
 
@@ -32,11 +35,11 @@ def choose(device: str | None = None) -> tuple[str, dict[str, Any]]:
 
 
 def auto_backend(
-    bundle: Bundle, device: str | None = None, threads: int | None = None, **options: Any
+    bundle: Bundle, options: BackendOptions = DEFAULT_OPTIONS, **extra: Any
 ) -> Backend:
     """Load the backend :func:`choose` picks; its ``name`` is the concrete backend's."""
-    name, chosen = choose(device)
-    return load_backend(name, bundle, threads=threads, **chosen, **options)
+    name, chosen = choose(options.device)
+    return build_backend(name, bundle, dataclasses.replace(options, **chosen), **extra)
 
 
 def _may_have_gpu() -> bool:

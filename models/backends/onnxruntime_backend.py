@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.backends import check_input, check_precision, chunks, cpu_device, require
+from models.backends import check_input, chunks, cpu_backend
+from models.backends.options import DEFAULT_OPTIONS, BackendOptions
 from models.bundle import Bundle
 from models.export import INPUT_NAME, onnx_path
 
@@ -25,25 +26,16 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(
-        self,
-        bundle: Bundle,
-        device: str | None = None,
-        threads: int | None = None,
-        precision: str = "fp32",
-        max_batch: int | None = None,
-    ):
-        ort = require(self.name)
-        self.device = cpu_device(self.name, device)
-        self.precision = check_precision(self.name, precision, PRECISIONS)
-        self.max_batch = max_batch
-        self.path = onnx_path(bundle, precision)
+    def __init__(self, bundle: Bundle, options: BackendOptions = DEFAULT_OPTIONS):
+        ort, self.device, self.precision = cpu_backend(self.name, options, PRECISIONS, "fp32")
+        self.max_batch = options.max_batch
+        self.path = onnx_path(bundle, self.precision)
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.inter_op_num_threads = 1
-        if threads:
-            so.intra_op_num_threads = threads
+        if options.threads:
+            so.intra_op_num_threads = options.threads
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.log_severity_level = 3  # errors only; ORT warns about unused initialisers etc.
         self.session = ort.InferenceSession(

@@ -6,7 +6,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from models.backends import check_input, check_precision, chunks, cpu_device, require
+from models.backends import check_input, chunks, cpu_backend
+from models.backends.options import DEFAULT_OPTIONS, BackendOptions
 from models.bundle import Bundle
 from models.export import onnx_path
 
@@ -30,21 +31,12 @@ class OpenVinoBackend:
 
     name = "openvino"
 
-    def __init__(
-        self,
-        bundle: Bundle,
-        device: str | None = None,
-        threads: int | None = None,
-        precision: str = "auto",
-        max_batch: int | None = None,
-        cache: int = 8,
-    ):
-        ov = require(self.name)
-        self.device = cpu_device(self.name, device)
-        check_precision(self.name, precision, PRECISIONS)
+    def __init__(self, bundle: Bundle, options: BackendOptions = DEFAULT_OPTIONS, cache: int = 8):
+        ov, self.device, precision = cpu_backend(self.name, options, PRECISIONS, "auto")
+        threads = options.threads
         self._ov = ov
         self._core = ov.Core()
-        self.max_batch = max_batch
+        self.max_batch = options.max_batch
         self.path = onnx_path(bundle, "fp32")
         self._config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
         if precision in _HINTS:

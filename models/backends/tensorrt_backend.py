@@ -35,6 +35,7 @@ from models.backends import (
     chunks,
     require,
 )
+from models.backends.options import DEFAULT_OPTIONS, BackendOptions
 from models.bundle import Bundle
 from models.engine_cache import (
     EngineKey,
@@ -194,14 +195,11 @@ class TensorRTBackend:
     def __init__(
         self,
         bundle: Bundle,
-        device: str | None = None,
-        threads: int | None = None,
-        precision: str = "fp16",
+        options: BackendOptions = DEFAULT_OPTIONS,
         tile: int | tuple[int, int] | None = None,
-        max_batch: int | None = None,
         workspace: int = WORKSPACE_BYTES,
     ):
-        check_precision(self.name, precision, PRECISIONS)
+        precision = check_precision(self.name, options.precision_or("fp16"), PRECISIONS)
         trt = require(self.name)
         import torch
 
@@ -211,9 +209,9 @@ class TensorRTBackend:
             )
         self._trt, self._torch = trt, torch
         self.bundle = bundle
-        self.device = device or "cuda:0"
+        self.device = options.device or "cuda:0"
         self.precision = precision
-        self.max_batch = max_batch
+        self.max_batch = options.max_batch
         self.workspace = int(workspace)
         self.onnx_file = onnx_path(bundle, precision)
         self.onnx_sha256 = artifact_sha256(bundle, precision)

@@ -7,7 +7,13 @@ import contextlib
 import numpy as np
 import torch
 
-from models.backends import BackendUnavailableError, check_input, check_precision, chunks
+from models.backends import (
+    BackendUnavailableError,
+    check_input,
+    check_precision,
+    chunks,
+)
+from models.backends.options import DEFAULT_OPTIONS, BackendOptions
 from models.bundle import Bundle
 from models.scorer import build_scorer
 from models.threads import torch_threads
@@ -50,13 +56,10 @@ class TorchBackend:
     def __init__(
         self,
         bundle: Bundle,
-        device: str | None = None,
-        threads: int | None = None,
-        precision: str = "fp32",
+        options: BackendOptions = DEFAULT_OPTIONS,
         channels_last: bool | None = None,
-        max_batch: int | None = None,
     ):
-        self.device = device or ("cuda:0" if torch.cuda.is_available() else "cpu")
+        self.device = options.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
         dev = torch.device(self.device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailableError(
@@ -64,12 +67,12 @@ class TorchBackend:
                 f"(torch {torch.__version__}, CUDA build {torch.version.cuda})"
             )
         # Intra-op threads on CPU, set around each call and restored after (process-wide state).
-        self.threads = threads if dev.type == "cpu" else None
-        self.precision = resolve_precision(precision, dev)
+        self.threads = options.threads if dev.type == "cpu" else None
+        self.precision = resolve_precision(options.precision_or("fp32"), dev)
         if channels_last is None:
             channels_last = CHANNELS_LAST.get(dev.type, False)
         self.channels_last = channels_last
-        self.max_batch = max_batch
+        self.max_batch = options.max_batch
         self._dtype = _DTYPES[self.precision]
         self._cuda = dev.type == "cuda"
         normalize, fcn, probability = build_scorer(bundle, self.device)

@@ -7,18 +7,7 @@
 -- param: south = 41.80
 -- param: east = -70.10
 -- param: north = 41.95
-WITH
--- The latest attempt of each scene key wins (reports/queries/README.md, "Reruns").
-scenes AS (
-    SELECT * FROM read_parquet('{reports}/scenes/dt=*/*.parquet', hive_partitioning = true, union_by_name = true)
-    QUALIFY row_number() OVER (PARTITION BY scene_key ORDER BY finished_at DESC, run_id DESC) = 1
-),
--- A detections file (named <scene key>.parquet) counts while its key's latest attempt is ok.
-detections AS (
-    SELECT * EXCLUDE (filename), parse_filename(d.filename, true) AS scene_key
-    FROM read_parquet('{reports}/detections/dt=*/*.parquet', hive_partitioning = true, union_by_name = true, filename = true) AS d
-    WHERE parse_filename(d.filename, true) IN (SELECT scene_key FROM scenes WHERE status = 'ok')
-)
+-- Reads views/current_detections.sql (latest attempts win).
 SELECT detection_id,
        round(score::DOUBLE, 4) AS score,
        scene_uri,
@@ -26,7 +15,7 @@ SELECT detection_id,
        round(lat, 6) AS lat,
        bbox,
        dt
-FROM detections
+FROM current_detections
 WHERE bbox.xmin <= {east}
   AND bbox.xmax >= {west}
   AND bbox.ymin <= {north}

@@ -1,11 +1,6 @@
 -- Scene keys whose latest attempt failed (or was skipped), and why, newest first. `fixed_since` is true when the
 -- same scene URI has a later 'ok' row (of another key) (e.g. the object was replaced by a readable version).
-WITH
--- The latest attempt of each scene key wins (reports/queries/README.md, "Reruns").
-scenes AS (
-    SELECT * FROM read_parquet('{reports}/scenes/dt=*/*.parquet', hive_partitioning = true, union_by_name = true)
-    QUALIFY row_number() OVER (PARTITION BY scene_key ORDER BY finished_at DESC, run_id DESC) = 1
-)
+-- Reads views/latest_scenes.sql (latest attempts win).
 SELECT f.scene_uri,
        f.scene_version,
        f.status,
@@ -14,9 +9,9 @@ SELECT f.scene_uri,
        f.finished_at,
        f.dt,
        EXISTS (
-           SELECT 1 FROM scenes AS ok
+           SELECT 1 FROM latest_scenes AS ok
            WHERE ok.scene_uri = f.scene_uri AND ok.status = 'ok' AND ok.finished_at > f.finished_at
        ) AS fixed_since
-FROM scenes AS f
+FROM latest_scenes AS f
 WHERE f.status <> 'ok'
 ORDER BY f.finished_at DESC, f.scene_uri
