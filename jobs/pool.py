@@ -108,10 +108,10 @@ def _log_placement(actors: list, options: dict, wait_s: float = 30.0) -> None:
 def default_cpu_workers(cpus: int) -> int:
     """On CPU nodes: one actor per 8 cores, each using its share of the cores.
 
-    On 2 cores, 1 actor × 2 threads and 2 actors × 1 thread measured the same within this
-    machine's noise (median ratio 0.95 over five runs, bench/README.md), while every extra
-    actor holds its own model and libraries (+1.1 GiB for the process tree). Threads scale
-    less well past ~8 per process, hence more actors on bigger nodes.
+    On 2 cores, 1 actor × 2 threads and 2 actors × 1 thread showed no consistent winner within
+    the machine's noise (bench/README.md, Detection), while every extra actor holds its own
+    model and libraries. Threads scale less well past ~8 per process, hence more actors on
+    bigger nodes.
     """
     return max(1, cpus // 8)
 

@@ -22,7 +22,8 @@ def _named_results() -> dict[str, set[str]]:
 
 def _writers() -> dict[str, str]:
     """results file stem → the bench module that writes it (`save("NAME", …)`, its own path, or
-    the name its docstring says; ``--save-as NAME`` benchmarks write the name they are given)."""
+    the name its docstring says; ``--save-as NAME`` benchmarks write the name they are given, or
+    their default)."""
     writers = {}
     for module in sorted((REPO / "bench").glob("*.py")):
         text = module.read_text()
@@ -32,6 +33,7 @@ def _writers() -> dict[str, str]:
             *re.findall(r"bench/results/([\w-]+)\.json", text),
         ]
         if "--save-as" in text:
+            stems += re.findall(r'"--save-as",\s*default="([\w-]+)"', text)  # its default name
             stems += re.findall(rf"python -m bench\.{module.stem}[^`\n]*--save-as (\w+)", _docs())
         for stem in stems:
             writers[stem] = module.name
