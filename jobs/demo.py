@@ -49,13 +49,13 @@ class DemoConfig:
     chips: int = 3000
     epochs: int | None = None
     workers: int = 2
-    detector_scenes: int = 3
-    detector_scene_size: int = 1280
-    detector_whales: int = 12
-    detector_epochs: int = 8
-    detector_crops: int = 256
-    detector_crop: int = 199
-    sliding_stride: int | None = 16
+    detector_scenes: int = 3  # labelled training scenes for approach 3
+    detector_scene_size: int = 1280  # their side, px
+    detector_whales: int = 12  # adult whales in each
+    detector_epochs: int = 8  # a short schedule, not whalescan train's default
+    detector_crops: int = 256  # crops an epoch
+    detector_crop: int = 199  # crop side, px (≥ the 135-px receptive field)
+    sliding_stride: int | None = 16  # approach 1's window step, px
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
