@@ -25,6 +25,7 @@ from jobs.ray_train import (
     read_checkpoint,
 )
 from jobs.run_config import run_config
+from jobs.train_detector import DetectorTrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,11 @@ default_option = config_defaults(TrainConfig)
 @click.option(
     "--out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write."
 )
-@default_option("--epochs", help="Total epochs (with --resume: including those already done).")
+@default_option(
+    "--epochs",
+    help="Total epochs (with --resume: including those already done); the box detector "
+    f"(a labels file without --arch) defaults to {DetectorTrainConfig.epochs}.",
+)
 @default_option("--workers", help="Ray Train workers (one GPU each where the cluster has GPUs).")
 @click.option(
     "--arch",
