@@ -16,9 +16,9 @@ Why not Ray Data ``map_batches`` with an autoscaling ``ActorPoolStrategy``: it g
 fault tolerance for a stream of batches, but per-scene completion (write each scene when its
 last region is back, a failed scene row when one region fails) would have to be rebuilt on top
 of an unordered output stream, and its executor adds start-up time that issue #11 asks us to
-cut: measured with two warm actors, 16 trivial items took 5.7 s to the first and 8.5 s to the
-last through Ray Data vs 4.7 s for both through an ActorPool (``python -m bench.bench_startup``,
-bench/README.md "Node loss"). Same protocol as ``ray.util.ActorPool``
+cut: with two warm actors, 16 trivial items took 1.8 s to the first and 3.2 s to the last
+through Ray Data vs 1.2 s and 1.3 s through an ActorPool (``python -m bench.bench_startup``,
+``pool_overhead_s`` in bench/results/startup.json). Same protocol as ``ray.util.ActorPool``
 (``submit_region / get_next_unordered / has_free / has_next``), so ``jobs.detect`` is unchanged.
 """
 

@@ -145,7 +145,8 @@ def test_boxes_come_back_in_native_pixels(bundle_5cm, scene_3cm, tmp_path):
     _detect(bundle_5cm, [scene_3cm], tmp_path / "scaled")
     f, grid = sampling.grid.fx, sampling.grid
     # Past the edge both reads take the scene's median colour, which resampling shifts a little:
-    # compare boxes whose windows and peak neighbourhoods (48 px at 5 cm) lie inside the scene.
+    # compare boxes whose windows and centroid neighbourhoods (64 px at 5 cm: the centroid spans
+    # the peak radius + 1 cells) lie inside the scene.
     ref_boxes, ref_scores = _inside(*_boxes(tmp_path / "ref"), grid.width, grid.height, 1.0)
     boxes, scores = _inside(*_boxes(tmp_path / "scaled"), grid.width, grid.height, f)
     assert len(ref_boxes) > 10
@@ -156,7 +157,7 @@ def test_boxes_come_back_in_native_pixels(bundle_5cm, scene_3cm, tmp_path):
     np.testing.assert_allclose(sides, load_bundle(bundle_5cm).box_size_px * f)
 
 
-def _inside(boxes, scores, width: int, height: int, f: float, margin: float = 48.0):
+def _inside(boxes, scores, width: int, height: int, f: float, margin: float = 64.0):
     """The boxes (and scores) whose centres, in 5 cm px (÷ ``f``), are ``margin`` px inside."""
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / (2 * f), (boxes[:, 1] + boxes[:, 3]) / (2 * f)
     keep = (cx >= margin) & (cy >= margin) & (cx <= width - margin) & (cy <= height - margin)
