@@ -52,7 +52,7 @@ class DemoConfig:
     detector_scenes: int = 3  # labelled training scenes for approach 3
     detector_scene_size: int = 1280  # their side, px
     detector_whales: int = 12  # adult whales in each
-    detector_epochs: int = 8  # a short schedule, not whalescan train's default
+    detector_epochs: int = 20  # a short schedule, not whalescan train's default
     detector_crops: int = 256  # crops an epoch
     detector_crop: int = 199  # crop side, px (≥ the 135-px receptive field)
     sliding_stride: int | None = 16  # approach 1's window step, px
@@ -238,12 +238,24 @@ def _step(text: str) -> None:
 
 @click.command()
 @click.option("--out", default="demo-out", show_default=True, type=click.Path(path_type=Path))
-@click.option("--scene-size", default=4096, show_default=True, help="Held-out scene side, px.")
-@click.option("--whales", default=20, show_default=True, help="Faces in the held-out scene.")
+@click.option(
+    "--scene-size",
+    default=DemoConfig.scene_size,
+    show_default=True,
+    help="Held-out scene side, px.",
+)
+@click.option(
+    "--whales", default=DemoConfig.whales, show_default=True, help="Faces in the held-out scene."
+)
 @click.option("--epochs", type=int, default=None, help="Classifier epochs (default: train's).")
-@click.option("--detector-epochs", default=8, show_default=True, help="Box detector epochs.")
-@click.option("--workers", default=2, show_default=True, help="Training workers.")
-@click.option("--sliding-stride", type=int, default=16, show_default=True,
+@click.option(
+    "--detector-epochs",
+    default=DemoConfig.detector_epochs,
+    show_default=True,
+    help="Box detector epochs.",
+)
+@click.option("--workers", default=DemoConfig.workers, show_default=True, help="Training workers.")
+@click.option("--sliding-stride", type=int, default=DemoConfig.sliding_stride, show_default=True,
               help="Approach 1's window step, px (the classifier's output stride is 8).")  # fmt: skip
 @verbose_option
 def demo(out, scene_size, whales, epochs, detector_epochs, workers, sliding_stride) -> None:
