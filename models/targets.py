@@ -17,7 +17,12 @@ import numpy as np
 
 ALPHA = 0.54
 REGRESS_MIN = 0.2
-MIN_SIGMA = 0.35  # cells: tiny boxes still get a peak and its 4-neighbourhood
+# cells. The focal loss treats a cell as a full negative unless the target heat there is high, and
+# at σ = 0.35 the neighbours of a calf's centre (14–28 px faces) got 0.02: the net had to pick
+# one cell for a centre that falls between two, and calves scored 0.3–0.5 on unseen scenes.
+# At 0.6 the neighbours get 0.25, as an adult's do (σ ≈ 0.65); calves scored 0.45–0.7
+# (docs/approach3.md).
+MIN_SIGMA = 0.6
 
 
 @dataclass(frozen=True)

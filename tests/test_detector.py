@@ -78,6 +78,19 @@ def test_encode_then_decode_gives_the_boxes_back(seed):
     assert np.all(scores == 1)
 
 
+def test_a_calf_sized_face_is_not_a_one_cell_target():
+    """The 4 neighbours of a small face's peak get the heat an adult's do (about 0.25), so the
+    focal loss does not punish the net for a centre that falls between two cells."""
+    rf, s, cells = 135, 4, 20
+    a = rf / 2 + 10 * s  # the anchor of cell (10, 10)
+    for side in (14, 32):
+        t = encode_targets(np.array([[a - side / 2, a - side / 2, a + side / 2, a + side / 2]]),
+                           cells, cells, rf, s)  # fmt: skip
+        assert t.heat[10, 10] == 1
+        ring = t.heat[[9, 11, 10, 10], [10, 10, 9, 11]]
+        assert np.all(ring > 0.2) and np.all(t.weight[[9, 11, 10, 10], [10, 10, 9, 11]] > 0), side
+
+
 def test_decode_clips_offsets_and_sizes():
     out = np.zeros((5, 3, 3), np.float32)
     out[:, 1, 1] = [0.9, 50, -50, 500, 0.1]
