@@ -15,7 +15,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -120,23 +120,35 @@ def hold_out(config: DetectorTrainConfig, data: LabelledScenes) -> HeldOut:
     """The last ``val_scenes`` scenes whole and the bottom ``val_strip`` of the others → validation."""
     from models.scene_holdout import split_scene
 
-    n_val = config.val_scenes
-    if n_val >= len(data.uris):
-        raise TrainError(
-            f"{str(config.labels)!r}: {len(data.uris)} scene(s), cannot hold out {n_val}"
-        )
-    split = len(data.uris) - n_val
-    train = list(zip(data.images[:split], data.boxes[:split], data.uris[:split], strict=True))
-    val = list(zip(data.images[split:], data.boxes[split:], data.uris[split:], strict=True))
+    if config.val_scenes >= len(data.uris):
+        raise TrainError(f"{str(config.labels)!r}: {len(data.uris)} scene(s), "
+                         f"cannot hold out {config.val_scenes}")  # fmt: skip
+    scenes = [_Part(*p) for p in zip(data.images, data.boxes, data.uris, strict=True)]
+    split = len(scenes) - config.val_scenes
+    train, val = scenes[:split], scenes[split:]
     if config.val_strip > 0:
-        cuts = [split_scene(img, b, config.val_strip) for img, b, _ in train]
-        val = [(c.val_image, c.val_boxes, f"{u} rows {c.cut}:") for c, (*_, u) in
-               zip(cuts, train, strict=True)] + val  # fmt: skip
-        train = [(c.train_image, c.train_boxes, f"{u} rows :{c.cut}") for c, (*_, u) in
-                 zip(cuts, train, strict=True)]  # fmt: skip
-    t = [tuple(x[k] for x in train) for k in range(3)]
-    v = [tuple(x[k] for x in val) for k in range(3)]
-    return HeldOut(t[0], t[1], v[0], v[1], t[2], v[2])
+        cuts = [(split_scene(p.image, p.boxes, config.val_strip), p.name) for p in train]
+        val = [_Part(c.val_image, c.val_boxes, f"{u} rows {c.cut}:") for c, u in cuts] + val
+        train = [_Part(c.train_image, c.train_boxes, f"{u} rows :{c.cut}") for c, u in cuts]
+    (ti, tb, tn), (vi, vb, vn) = _columns(train), _columns(val)
+    return HeldOut(ti, tb, vi, vb, tn, vn)
+
+
+class _Part(NamedTuple):
+    """One scene, or the part of one, with its boxes and a name saying which."""
+
+    image: np.ndarray
+    boxes: np.ndarray
+    name: str
+
+
+def _columns(parts: list[_Part]) -> tuple[tuple, tuple, tuple]:
+    """(images, boxes, names) of ``parts``: the layout :class:`HeldOut` keeps."""
+    return (
+        tuple(p.image for p in parts),
+        tuple(p.boxes for p in parts),
+        tuple(p.name for p in parts),
+    )
 
 
 def detector_loop_config(config: DetectorTrainConfig, parts: HeldOut, fingerprint: str = ""):
