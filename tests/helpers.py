@@ -247,3 +247,36 @@ def labelled_squares(tmp_path: Path) -> Path:
         csv.writer(f).writerows([["image_path", "xmin", "ymin", "xmax", "ymax", "label"], *rows])
 
     return path
+
+
+# --- data-parallel exactness: 2 workers × b == 1 worker × 2b ---
+
+
+def two_worker_weights(result) -> dict:
+    """The weights in a Ray Train ``result``'s checkpoint."""
+    from models.train_loop import load_weights
+
+    with result.checkpoint.as_directory() as d:
+        return load_weights(d)
+
+
+def one_worker_reference(loop, build):
+    """The single-worker side of the check: (``loop`` with twice the batch, ``build(loop)``'s
+    model, its initial state, its optimizer)."""
+    from dataclasses import replace
+
+    from models.train_loop import make_optimizer
+
+    one = replace(loop, batch_size=2 * loop.batch_size)
+    model = build(one)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    return one, model, start, make_optimizer(model.parameters(), one)
+
+
+def assert_same_step(two_workers: dict, model, start: dict) -> None:
+    """Every parameter moved from ``start``, to where the two workers' step put it."""
+    import torch
+
+    for k, v in model.state_dict().items():
+        assert not torch.equal(v, start[k]), f"{k} did not move: the step was a no-op"
+        torch.testing.assert_close(two_workers[k], v, rtol=1e-5, atol=1e-6, msg=k)

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import labelled_set, read_detections
+from helpers import (
+    assert_same_step,
+    labelled_set,
+    one_worker_reference,
+    read_detections,
+    two_worker_weights,
+)
 
 from jobs.train_detector import load_labelled_scenes, train_detector
 from models.detector import BoxOutputs
 from models.detector_loop import DetectorLoopConfig, build_detector_model, train_detector_epoch
 from models.scene_crops import SceneCrops
 from models.scorer import Normalize
-from models.train_loop import load_weights, make_optimizer, make_scheduler
+from models.train_loop import make_scheduler
 
 
 @pytest.fixture(scope="module")
@@ -37,25 +41,15 @@ def test_two_workers_take_the_same_step_as_one_with_twice_the_batch(ray_local, l
     payload = (data.images, data.boxes, (), ())
     result = fit(loop, payload, workers=2, storage_path=str(tmp_path), name="dp",
                  per_worker=train_detector_per_worker)  # fmt: skip
-    with result.checkpoint.as_directory() as d:
-        two_workers = load_weights(d)
-
     # Reference: the same engine in this process, one worker, batch 2b, the same crops.
-    one = replace(loop, batch_size=2 * b)
-    model = build_detector_model(one)
-    start = {k: v.clone() for k, v in model.state_dict().items()}
-    optimizer = make_optimizer(model.parameters(), one)
+    one, model, start, optimizer = one_worker_reference(loop, build_detector_model)
     crops = SceneCrops(data.images, data.boxes, crop=175, receptive_field=135, stride=4,
                        crops_per_epoch=2 * b, augment=one.augment, seed=one.seed)  # fmt: skip
     loader = torch.utils.data.DataLoader(crops, batch_size=2 * b, shuffle=False)
     train_detector_epoch(model, loader, optimizer, make_scheduler(optimizer, one, 1),
                          Normalize(one.mean, one.std), BoxOutputs(4, model.size_ref), 135,
                          max_steps=1)  # fmt: skip
-    moved = 0
-    for k, v in model.state_dict().items():
-        moved += not torch.equal(v, start[k])
-        torch.testing.assert_close(two_workers[k], v, rtol=1e-5, atol=1e-6, msg=k)
-    assert moved == len(start), "some parameters did not move: the step was a no-op"
+    assert_same_step(two_worker_weights(result), model, start)
 
 
 def test_train_resume_then_detect_end_to_end(ray_local, labels, tmp_path):

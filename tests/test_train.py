@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import assert_same_step, one_worker_reference, two_worker_weights
 from PIL import Image
 
 from models import augment as aug
@@ -23,8 +23,6 @@ from models.train_loop import (
     ChipTensors,
     LoopConfig,
     build_model,
-    load_weights,
-    make_optimizer,
     make_scheduler,
     train_one_epoch,
 )
@@ -184,14 +182,8 @@ def test_two_workers_take_the_same_step_as_one_with_twice_the_batch(ray_local, c
         class_weights=(0.75, 1.5), shuffle=False, dropout=False, max_steps=1,
     )  # fmt: skip
     result = fit(loop, data, workers=2, storage_path=str(tmp_path), name="dp")
-    with result.checkpoint.as_directory() as d:
-        two_workers = load_weights(d)
-
     # Reference: the same engine in this process, one worker, batch 2b, same first 2b chips.
-    one = replace(loop, batch_size=2 * b)
-    model = build_model(one)
-    start = {k: v.clone() for k, v in model.state_dict().items()}
-    optimizer = make_optimizer(model.parameters(), one)
+    one, model, start, optimizer = one_worker_reference(loop, build_model)
     ds = ChipTensors(data.train.images, data.train.labels, aug.Augment(()))
     loader = torch.utils.data.DataLoader(ds, batch_size=2 * b, shuffle=False)
     from models.scorer import Normalize
@@ -199,9 +191,7 @@ def test_two_workers_take_the_same_step_as_one_with_twice_the_batch(ray_local, c
     weights = torch.tensor(one.class_weights)
     train_one_epoch(model, loader, optimizer, make_scheduler(optimizer, one, len(loader)),
                     Normalize(data.mean, data.std), weights, max_steps=1)  # fmt: skip
-    for k, v in model.state_dict().items():
-        assert not torch.equal(v, start[k]), f"{k} did not move: the step was a no-op"
-        torch.testing.assert_close(two_workers[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    assert_same_step(two_worker_weights(result), model, start)
 
 
 # --- CLI end to end, in process: train (2 workers) → resume → eval ---
