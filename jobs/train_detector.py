@@ -38,7 +38,7 @@ class DetectorTrainConfig(RunPaths):
 
     labels: Path
     out: Path
-    epochs: int = 60
+    epochs: int = 90
     workers: int = 2
     batch_size: int = 16
     lr: float = 5e-3
