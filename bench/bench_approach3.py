@@ -8,7 +8,8 @@ scenes (and the same scenes in another look).
 Each training set is 4 hard 3000² scenes with 25 adults each (about 100–130 faces with the
 calves, DeepForest CSV), as the issue's set; each test scene is a hard 5477² (30 MP) scene of
 another seed. ``--gamma`` also scores every test scene re-toned (darker mid-tones: a look the
-generator never draws). Writes ``bench/results/approach3.json``. A bundle already in ``--work``
+generator never draws); ``--flavours`` scores the first test scene as other cameras would deliver
+it (:func:`flavours`). Writes ``bench/results/approach3.json``. A bundle already in ``--work``
 (``bundle<seed>``) is scored again, not retrained: its wall time comes from the
 ``train_wall.json`` this script wrote beside it (absent for bundles trained otherwise); the fit
 time is always the bundle's own ``train_seconds``.
@@ -52,10 +53,46 @@ def synth(out: Path, n: int, size: int, seed: int, whales: int | None = None) ->
     return labels
 
 
+def flavours(work: Path, scene: Path) -> dict[str, tuple[Path, Path]]:
+    """``scene`` flown at 7 and 13 cm instead of 10 (``synth.regsd``: resampled pixels, scaled
+    truth), and as 12-bit data in uint16 with a 4th (NIR) band, striped LZW, nodata 0 declared;
+    name → (scene, DeepForest labels), each written once per ``work``."""
+    import numpy as np
+    import rasterio
+
+    from synth.labelled import face_rows, write_annotations
+    from synth.regsd import write_at_gsd
+    from synth.truth import truth_path
+
+    out = {}
+    for gsd in (0.07, 0.13):
+        dst = work / f"{scene.parent.name}-gsd{gsd}.tif"
+        if not dst.exists():
+            write_at_gsd(scene, dst, gsd)
+        out[f"{scene.parent.name} at {gsd} m/px"] = (dst, truth_path(dst))
+    dst = work / f"{scene.parent.name}-u16x4.tif"
+    if not dst.exists():
+        with rasterio.open(scene) as ds:
+            rgb, profile = ds.read().astype(np.uint16) * 16, ds.profile
+        nir = (rgb.mean(0) * 0.6).astype(np.uint16)[None]
+        profile = {k: v for k, v in profile.items() if k not in ("blockxsize", "blockysize")}
+        profile |= {"dtype": "uint16", "count": 4, "compress": "lzw", "tiled": False, "nodata": 0}
+        with rasterio.open(dst, "w", **profile) as ds:
+            ds.write(np.concatenate([rgb, nir]))
+    out[f"{scene.parent.name} as uint16 12-bit, 4 bands, striped LZW, nodata 0"] = (
+        dst, truth_path(scene))  # fmt: skip
+    return {
+        name: (tif, write_annotations(tif.with_suffix(".csv"), face_rows(tif, truth)))
+        for name, (tif, truth) in out.items()
+    }
+
+
 def score(bundle: Path, scene: Path, labels: Path, out: Path) -> dict:
-    """Detect (``--workers 0``: one process, timing not shared with Ray start-up) and evaluate."""
+    """Detect (``--workers 0``: one process, timing not shared with Ray start-up; ``--rerun``: a
+    second bench run into the same ``--work`` detects again instead of finding its results) and
+    evaluate."""
     seconds, _ = cli("detect", str(bundle), str(scene), "--out", str(out), "--workers", "0",
-                     "--no-progress")  # fmt: skip
+                     "--no-progress", "--rerun")  # fmt: skip
     _, text = cli("evaluate", str(out), str(labels), "--json")
     m = json.loads(text)
     return {"detect_seconds": round(seconds, 1), **summary(m)}
@@ -78,7 +115,9 @@ def summary(m: dict) -> dict:
 @click.option("--train-seeds", default="41,53", help="One training set per seed.")
 @click.option("--test-seeds", default="9091,7777", help="One held-out 30 MP scene per seed.")
 @click.option("--gamma", type=float, default=1.6, help="Also score the tests re-toned (0: no).")
-def main(work: Path, train_seeds: str, test_seeds: str, gamma: float) -> None:
+@click.option("--flavours/--no-flavours", "with_flavours", default=True,
+              help="Also the first test scene at other GSDs and in another file flavour.")  # fmt: skip
+def main(work: Path, train_seeds: str, test_seeds: str, gamma: float, with_flavours: bool) -> None:
     from bench.bench_border import relook
 
     work.mkdir(parents=True, exist_ok=True)
@@ -94,6 +133,9 @@ def main(work: Path, train_seeds: str, test_seeds: str, gamma: float) -> None:
             relabels = labels.parent / f"annotations_gamma{gamma}.csv"
             relabels.write_text(labels.read_text().replace("scene_000.tif", other.name))
             tests[f"hard seed {seed}, gamma {gamma}"] = (other, relabels)
+    if with_flavours:
+        first, _ = next(iter(tests.values()))
+        tests |= flavours(work, first)
     runs = []
     for seed in (int(s) for s in train_seeds.split(",")):
         labels = synth(work / f"train{seed}", seed=seed, **TRAIN)

@@ -270,8 +270,8 @@ def write_detector_bundle(config: DetectorTrainConfig, data: LabelledScenes, par
     model.load_state_dict(weights)
     # The held-out strips hold a dozen faces: one face more or less found moves their best
     # threshold by 0.1–0.15. The training scenes join them (a little optimistic, but ten times
-    # the faces): on unseen 30 MP scenes the pooled choice landed within 0.05 of the best
-    # threshold, the strips' alone 0.05–0.1 away (docs/approach3.md).
+    # the faces): on unseen 30 MP scenes the pooled choice landed about 0.05 below the best
+    # threshold, the strips' alone up to 0.1 off either way (docs/approach3.md).
     threshold, f1 = tune_threshold(model, loop, parts.val_images + parts.train_images,
                                    parts.val_boxes + parts.train_boxes)  # fmt: skip
     last = history[-1]

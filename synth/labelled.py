@@ -24,7 +24,10 @@ from synth.look import DEFAULT_LOOK, HARD_LOOK
 from synth.noise import derive_seed
 from synth.scene import SceneSpec, write_scene
 
-__all__ = ["ANNOTATIONS", "LABEL", "LabelledSet", "whales_for", "write_labelled_scenes"]
+__all__ = [
+    "ANNOTATIONS", "LABEL", "LabelledSet", "face_rows", "whales_for", "write_annotations",
+    "write_labelled_scenes",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +87,26 @@ def write_labelled_scenes(
         )
         summary = write_scene(path, spec)
         scenes.append(path)
-        truth = pq.read_table(summary.truth_path).to_pydict()
-        boxes = zip(*(truth[c] for c in ("px_xmin", "px_ymin", "px_xmax", "px_ymax")), strict=True)
-        faces = [[path.name, *(round(v, 3) for v in box), LABEL] for box in boxes]
-        rows += faces or [[path.name, 0, 0, 0, 0, LABEL]]
+        rows += face_rows(path, summary.truth_path)
         log.info("%s", summary)
-    annotations = out / ANNOTATIONS
-    with annotations.open("w", newline="") as f:
+    annotations = write_annotations(out / ANNOTATIONS, rows)
+    n_faces = sum(1 for r in rows if r[3] != 0)
+    return LabelledSet(annotations, tuple(scenes), n_faces, time.perf_counter() - start)
+
+
+def face_rows(scene: Path, truth: Path) -> list[list]:
+    """DeepForest rows of ``scene``'s faces from its truth sidecar ``truth`` (``image_path`` is
+    the scene's file name); DeepForest's empty-image row for a scene without faces."""
+    t = pq.read_table(truth).to_pydict()
+    boxes = zip(*(t[c] for c in ("px_xmin", "px_ymin", "px_xmax", "px_ymax")), strict=True)
+    faces = [[scene.name, *(round(v, 3) for v in box), LABEL] for box in boxes]
+    return faces or [[scene.name, 0, 0, 0, 0, LABEL]]
+
+
+def write_annotations(path: Path, rows: list[list]) -> Path:
+    """Write DeepForest ``rows`` (with the header) to ``path``; returns it."""
+    with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["image_path", "xmin", "ymin", "xmax", "ymax", "label"])
         writer.writerows(rows)
-    n_faces = sum(1 for r in rows if r[3] != 0)
-    return LabelledSet(annotations, tuple(scenes), n_faces, time.perf_counter() - start)
+    return path
