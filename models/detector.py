@@ -121,6 +121,42 @@ class BoxOutputs(nn.Module):
         return torch.cat([p, offset, size], dim=1)
 
 
+class FlipAverage(nn.Module):
+    """Test-time flips: the mean of ``net``'s raw outputs over ``views`` mirror images of the input
+    (1: none, 2: + left-right, 4: + up-down and both), each mirrored back.
+
+    The input is first cut to ``receptive_field + k·stride`` px per side (the pixels it drops feed
+    no cell), so a mirrored cell sees exactly the window of the cell it is mirrored onto and
+    every output cell stays a pure function of its own window: tiled == untiled still holds. The
+    offsets (raw₁ = dx, raw₂ = dy) change sign with their axis; logits and log-sizes do not.
+    The flips and sign vector are plain tensor ops, so every backend runs the averaged graph.
+    """
+
+    VIEWS = ((), (-1,), (-2,), (-2, -1))  # the flipped dims of each view
+
+    def __init__(self, net: nn.Module, views: int):
+        super().__init__()
+        if views not in (1, 2, 4):
+            raise ValueError(f"test-time flips: got {views}, expected 1, 2 or 4")
+        self.net, self.views = net, views
+        self.receptive_field, self.output_stride = net.receptive_field, net.output_stride
+        self.size_ref, self.kind = net.size_ref, net.kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rf, s = self.receptive_field, self.output_stride
+        h, w = x.shape[-2], x.shape[-1]
+        x = x[..., : h - (h - rf) % s, : w - (w - rf) % s]
+        total = None
+        for dims in self.VIEWS[: self.views]:
+            y = self.net(torch.flip(x, dims)) if dims else self.net(x)
+            if dims:
+                y = torch.flip(y, dims)
+                sign = [1.0, -1.0 if -1 in dims else 1.0, -1.0 if -2 in dims else 1.0, 1.0, 1.0]
+                y = y * torch.tensor(sign, dtype=y.dtype, device=y.device).view(1, 5, 1, 1)
+            total = y if total is None else total + y
+        return total / self.views
+
+
 ARCHS: dict[str, type[CentreNet]] = {"centrenet": CentreNet}
 
 

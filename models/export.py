@@ -14,7 +14,8 @@ and W, and returns float32 ``probability`` (N, H', W') — the same contract as
   explicit-quantisation path accepts.
 
 Each artefact entry records ``file``, ``sha256`` (of the ONNX file; the TensorRT engine cache keys
-on it), ``opset``, ``precision`` and ``weights_sha256`` (so a retrained bundle re-exports).
+on it), ``opset``, ``precision``, ``weights_sha256`` (so a retrained bundle re-exports) and
+``test_time_flips`` (so does one whose flips were changed).
 Exports are atomic (temporary file + rename, under a lock file) so Ray actors that export on the
 fly at the same time never see half a file or lose each other's manifest update.
 """
@@ -114,6 +115,7 @@ def export_onnx(
             "opset": OPSET,
             "precision": precision,
             "weights_sha256": bundle.weights_sha256,
+            "test_time_flips": bundle.test_time_flips,
         }
         if precision == "int8":
             entry["calibration"] = {"chips_dir": str(calib_chips), "max_chips": max_calib_chips}
@@ -334,9 +336,14 @@ def _entry(bundle: Bundle, precision: str) -> dict[str, Any] | None:
 
 
 def _current(bundle: Bundle, precision: str) -> Path | None:
-    """The artefact's path if it exists, matches its recorded sha256 and the bundle's weights."""
+    """The artefact's path if it exists, matches its recorded sha256 and the bundle's weights and
+    test-time flips (editing ``test_time_flips`` in bundle.json re-exports)."""
     entry = _entry(bundle, precision)
-    if not entry or entry.get("weights_sha256") != bundle.weights_sha256:
+    if (
+        not entry
+        or entry.get("weights_sha256") != bundle.weights_sha256
+        or entry.get("test_time_flips", 1) != bundle.test_time_flips
+    ):
         return None
     path = artifact_dir(bundle) / entry["file"]
     if not path.is_file() or sha256_file(path) != entry.get("sha256"):

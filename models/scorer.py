@@ -46,12 +46,15 @@ def build_scorer(bundle: Bundle, device: str = "cpu") -> nn.Sequential:
 
     For H = W = ``bundle.input_size`` the output is (N, 1, 1): the classifier's chip score.
     A detector bundle gives (N, 5, H', W') ``[p, dx, dy, w, h]`` (:class:`models.detector.BoxOutputs`),
+    averaged over the bundle's ``test_time_flips`` mirror images,
     still as three modules (normalise, network, output activation) so backends treat both alike.
     """
     if bundle.kind == "detector":
-        from models.detector import BoxOutputs
+        from models.detector import BoxOutputs, FlipAverage
 
         net = load_model(bundle, device="cpu")
+        if bundle.test_time_flips > 1:
+            net = FlipAverage(net, bundle.test_time_flips)
         parts = (
             Normalize(bundle.mean, bundle.std),
             net,

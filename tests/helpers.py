@@ -36,11 +36,17 @@ def untrained_bundle(path: Path, seed: int = 0, input_size: int = 64) -> Path:
 
 
 def untrained_detector_bundle(
-    path: Path, seed: int = 0, width: int = 6, heat_bias: float = 0.0, heat_gain: float = 1.0
+    path: Path,
+    seed: int = 0,
+    width: int = 6,
+    heat_bias: float = 0.0,
+    heat_gain: float = 1.0,
+    flips: int = 1,
 ) -> Path:
     """An approach-3 detector bundle with seeded random weights; ``heat_bias`` raises the
     heatmap logits so random weights peak often (plenty of boxes for tiling tests) and
-    ``heat_gain`` scales them so the peaks stand out from their neighbours."""
+    ``heat_gain`` scales them so the peaks stand out from their neighbours; ``flips``: its
+    ``test_time_flips``."""
     import torch
 
     from models.bundle import save_bundle
@@ -56,6 +62,7 @@ def untrained_detector_bundle(
         input_size=model.receptive_field, mean=[0.3] * 3, std=[0.2] * 3, classes=["whale_face"],
         positive_class="whale_face", output_stride=model.output_stride,
         receptive_field=model.receptive_field, object_size_px=32.0, max_box_px=96.0,
+        test_time_flips=flips,
     )  # fmt: skip
     return path
 

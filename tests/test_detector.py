@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from models.centre_loss import centre_focal_loss, detector_loss
-from models.detector import BoxOutputs, build_detector, conv_geometry, output_cells
+from models.detector import BoxOutputs, FlipAverage, build_detector, conv_geometry, output_cells
 from models.scene_predict import predict_scene
 from models.scorer import Normalize
 from models.targets import cell_anchors, encode_targets
@@ -137,12 +137,13 @@ def _painted_scene(rng, size, boxes):
     return img
 
 
-@pytest.mark.parametrize("seed", [0, 5])
-def test_tiled_equals_untiled_on_random_weights(seed):
+@pytest.mark.parametrize(("seed", "flips"), [(0, 1), (5, 1), (0, 4), (5, 2)])
+def test_tiled_equals_untiled_on_random_weights(seed, flips):
     torch.manual_seed(seed)
     net = build_detector(width=6)
     with torch.no_grad():
         net.head[-1].bias[0] = 0.5  # plenty of peaks everywhere: a hard test for the seams
+    net = FlipAverage(net, flips) if flips > 1 else net
     rng = np.random.default_rng(seed)
     size = 700 + 37 * seed
     img = _painted_scene(rng, size, _spread_boxes(rng, 12, 40, size - 40, 60))
@@ -155,3 +156,26 @@ def test_tiled_equals_untiled_on_random_weights(seed):
     assert len(small[0]) == len(whole[0])
     np.testing.assert_allclose(small[0][a], whole[0][b], atol=0.01)
     np.testing.assert_allclose(small[1][a], whole[1][b], atol=1e-5)
+
+
+@pytest.mark.parametrize(("views", "dims"), [(2, (-1,)), (4, (-1,)), (4, (-2,)), (4, (-2, -1))])
+def test_flip_average_is_mirror_equivariant(views, dims):
+    """Mirroring the input mirrors the averaged output, with the offsets of the mirrored axes
+    negated: the views are put back on the right cells with the right signs. Odd sizes check
+    the cut to the cell grid (a mirrored cell must see its own window)."""
+    torch.manual_seed(2)
+    fa = FlipAverage(build_detector(width=6), views).eval()
+    x = torch.rand(1, 3, 135 + 4 * 9 + 3, 135 + 4 * 12 + 1) * 255  # 3 and 1 px past the grid
+    grid = x[..., : 135 + 4 * 9, : 135 + 4 * 12]  # what the cells see
+    with torch.no_grad():
+        y, y_mirrored = fa(x), fa(torch.flip(grid, dims))
+    sign = torch.tensor([1.0, -1.0 if -1 in dims else 1.0, -1.0 if -2 in dims else 1.0, 1, 1])
+    expected = torch.flip(y, dims) * sign.view(1, 5, 1, 1)
+    torch.testing.assert_close(y_mirrored, expected, atol=1e-4, rtol=1e-4)
+    plain = fa.net(grid)
+    assert (y - plain).abs().max() > 1e-3  # the views differ: the average did something
+
+
+def test_flip_average_rejects_other_view_counts():
+    with pytest.raises(ValueError, match="expected 1, 2 or 4"):
+        FlipAverage(build_detector(width=4), 3)
