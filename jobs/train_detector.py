@@ -33,8 +33,8 @@ class DetectorTrainConfig(RunPaths):
     crops drawn per epoch over all scenes; ``val_strip``: the fraction of each training scene's
     rows (a strip at the bottom) held out for validation (0 = none); ``val_scenes``: whole
     scenes (the last ones) held out as well; ``mine_epoch``: the epoch at which hard negatives
-    are mined (default: a third of the way; 0 = never); ``test_time_flips``: mirror images the
-    bundle's scorer averages (:class:`models.detector.FlipAverage`; the threshold is tuned with
+    are mined (default: a third of the way; 0 = never); ``test_time_flips``: views (mirrors and
+    quarter turns) the bundle's scorer averages (:class:`models.detector.FlipAverage`; the threshold is tuned with
     them).
     """
 
@@ -61,7 +61,7 @@ class DetectorTrainConfig(RunPaths):
     progress: bool = True
     max_steps: int | None = None
     # Four views raised held-out centre-F1 by 0.03 for 3.3× the detection time (docs/approach3.md).
-    test_time_flips: int = 4
+    test_time_flips: int = 8
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", Path(self.labels))
@@ -72,8 +72,8 @@ class DetectorTrainConfig(RunPaths):
         check_field(self.crops_per_epoch >= self.batch_size, "crops_per_epoch",
                self.crops_per_epoch, f"≥ batch_size ({self.batch_size})")  # fmt: skip
         check_field(self.width >= 4, "width", self.width, "≥ 4")
-        check_field(self.test_time_flips in (1, 2, 4), "test_time_flips", self.test_time_flips,
-                    "1, 2 or 4")  # fmt: skip
+        check_field(self.test_time_flips in (1, 2, 4, 8), "test_time_flips", self.test_time_flips,
+                    "1, 2, 4 or 8")  # fmt: skip
         check_field(self.val_scenes >= 0, "val_scenes", self.val_scenes, "≥ 0")
         check_field(0 <= self.val_strip < 1, "val_strip", self.val_strip, "in [0, 1)")
 
@@ -243,7 +243,7 @@ def _channel_stats(images) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def tune_threshold(model, loop, images, boxes, flips: int = 1) -> tuple[float, float | None]:
     """The score threshold with the best centre-F1 on ``images`` pooled (0.3 without any), scored
-    as detection will (averaged over ``flips`` mirror images). Of thresholds that tie for the
+    as detection will (averaged over ``flips`` views). Of thresholds that tie for the
     best, the middle one: the F1 curve is flat over a range, and its middle transfers better than
     its low end."""
     from models.detector import BoxOutputs, FlipAverage

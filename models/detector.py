@@ -122,22 +122,26 @@ class BoxOutputs(nn.Module):
 
 
 class FlipAverage(nn.Module):
-    """Test-time flips: the mean of ``net``'s raw outputs over ``views`` mirror images of the input
-    (1: none, 2: + left-right, 4: + up-down and both), each mirrored back.
+    """Test-time flips: the mean of ``net``'s raw outputs over ``views`` symmetries of the input,
+    each mapped back — 1: none; 2: + left-right; 4: + up-down and both; 8: the same four of the
+    transposed image too (every mirror and quarter turn of the square).
 
     The input is first cut to ``receptive_field + k·stride`` px per side (the pixels it drops feed
     no cell), so a mirrored cell sees exactly the window of the cell it is mirrored onto and
     every output cell stays a pure function of its own window: tiled == untiled still holds. The
-    offsets (raw₁ = dx, raw₂ = dy) change sign with their axis; logits and log-sizes do not.
-    The flips and sign vector are plain tensor ops, so every backend runs the averaged graph.
+    offsets (raw₁ = dx, raw₂ = dy) change sign with their axis and a transpose swaps x and y
+    (dx ↔ dy, w ↔ h); logits do not change. Flips, transposes and the sign vector are plain
+    tensor ops, so every backend runs the averaged graph.
     """
 
-    VIEWS = ((), (-1,), (-2,), (-2, -1))  # the flipped dims of each view
+    # (transposed, flipped dims) of each view; a prefix of 1, 2, 4 or 8 of them is used
+    VIEWS = tuple((t, d) for t in (False, True) for d in ((), (-1,), (-2,), (-2, -1)))
+    SWAP_XY = (0, 2, 1, 4, 3)  # the channels of a transposed output, in the original's order
 
     def __init__(self, net: nn.Module, views: int):
         super().__init__()
-        if views not in (1, 2, 4):
-            raise ValueError(f"test-time flips: got {views}, expected 1, 2 or 4")
+        if views not in (1, 2, 4, 8):
+            raise ValueError(f"test-time flips: got {views}, expected 1, 2, 4 or 8")
         self.net, self.views = net, views
         self.receptive_field, self.output_stride = net.receptive_field, net.output_stride
         self.size_ref, self.kind = net.size_ref, net.kind
@@ -147,14 +151,20 @@ class FlipAverage(nn.Module):
         h, w = x.shape[-2], x.shape[-1]
         x = x[..., : h - (h - rf) % s, : w - (w - rf) % s]
         total = None
-        for dims in self.VIEWS[: self.views]:
-            y = self.net(torch.flip(x, dims)) if dims else self.net(x)
-            if dims:
-                y = torch.flip(y, dims)
-                sign = [1.0, -1.0 if -1 in dims else 1.0, -1.0 if -2 in dims else 1.0, 1.0, 1.0]
-                y = y * torch.tensor(sign, dtype=y.dtype, device=y.device).view(1, 5, 1, 1)
+        for transposed, dims in self.VIEWS[: self.views]:
+            y = self._view(x.transpose(-2, -1) if transposed else x, dims)
+            if transposed:
+                y = y.transpose(-2, -1)[:, list(self.SWAP_XY)]
             total = y if total is None else total + y
         return total / self.views
+
+    def _view(self, x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        """``net`` on ``x`` mirrored along ``dims``, mirrored back (offsets' signs follow)."""
+        if not dims:
+            return self.net(x)
+        y = torch.flip(self.net(torch.flip(x, dims)), dims)
+        sign = [1.0, -1.0 if -1 in dims else 1.0, -1.0 if -2 in dims else 1.0, 1.0, 1.0]
+        return y * torch.tensor(sign, dtype=y.dtype, device=y.device).view(1, 5, 1, 1)
 
 
 ARCHS: dict[str, type[CentreNet]] = {"centrenet": CentreNet}

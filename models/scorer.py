@@ -46,7 +46,7 @@ def build_scorer(bundle: Bundle, device: str = "cpu") -> nn.Sequential:
 
     For H = W = ``bundle.input_size`` the output is (N, 1, 1): the classifier's chip score.
     A detector bundle gives (N, 5, H', W') ``[p, dx, dy, w, h]`` (:class:`models.detector.BoxOutputs`),
-    averaged over the bundle's ``test_time_flips`` mirror images,
+    averaged over the bundle's ``test_time_flips`` mirror/quarter-turn views,
     still as three modules (normalise, network, output activation) so backends treat both alike.
     """
     if bundle.kind == "detector":

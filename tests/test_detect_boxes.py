@@ -11,8 +11,8 @@ from tests.helpers import read_detections, untrained_bundle, untrained_detector_
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    # Four test-time flips, as trained bundles have: the region-size checks cover them too.
-    return untrained_detector_bundle(tmp_path_factory.mktemp("det") / "b", heat_bias=0.3, flips=4)
+    # Eight test-time views, as trained bundles have: the region-size checks cover them too.
+    return untrained_detector_bundle(tmp_path_factory.mktemp("det") / "b", heat_bias=0.3, flips=8)
 
 
 @pytest.fixture(scope="module")

@@ -137,7 +137,7 @@ def _painted_scene(rng, size, boxes):
     return img
 
 
-@pytest.mark.parametrize(("seed", "flips"), [(0, 1), (5, 1), (0, 4), (5, 2)])
+@pytest.mark.parametrize(("seed", "flips"), [(0, 1), (5, 1), (0, 4), (5, 2), (3, 8)])
 def test_tiled_equals_untiled_on_random_weights(seed, flips):
     torch.manual_seed(seed)
     net = build_detector(width=6)
@@ -176,6 +176,25 @@ def test_flip_average_is_mirror_equivariant(views, dims):
     assert (y - plain).abs().max() > 1e-3  # the views differ: the average did something
 
 
+@pytest.mark.parametrize("views", [1, 8])
+def test_flip_average_of_eight_views_is_transpose_equivariant(views):
+    """With eight views, transposing the input transposes the averaged output with x and y
+    swapped (dx ↔ dy, w ↔ h); a single view is not, so the check can fail. Non-square, off-grid
+    input checks the cut and the transposes back."""
+    torch.manual_seed(4)
+    fa = FlipAverage(build_detector(width=6), views).eval()
+    grid = torch.rand(1, 3, 135 + 4 * 7, 135 + 4 * 11) * 255
+    x = torch.nn.functional.pad(grid, (0, 2, 0, 3))  # 3 rows and 2 columns past the grid
+    with torch.no_grad():
+        y, y_t = fa(x), fa(grid.transpose(-2, -1))
+    expected = y.transpose(-2, -1)[:, [0, 2, 1, 4, 3]]
+    assert y_t.shape == expected.shape
+    if views == 8:
+        torch.testing.assert_close(y_t, expected, atol=1e-4, rtol=1e-4)
+    else:
+        assert (y_t - expected).abs().max() > 1e-3
+
+
 def test_flip_average_rejects_other_view_counts():
-    with pytest.raises(ValueError, match="expected 1, 2 or 4"):
+    with pytest.raises(ValueError, match="expected 1, 2, 4 or 8"):
         FlipAverage(build_detector(width=4), 3)

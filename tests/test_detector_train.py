@@ -67,7 +67,7 @@ def test_train_resume_then_detect_end_to_end(ray_local, labels, tmp_path):
     assert [t.split(" rows ")[0] for t in bundle.metrics["train_scenes"]] == names
     assert bundle.gsd_m == pytest.approx(0.1) and bundle.receptive_field == 135
     assert bundle.max_box_px is not None and 20 < bundle.object_size_px < 45
-    assert bundle.test_time_flips == 4  # detection (and the tuned threshold) average 4 mirrors
+    assert bundle.test_time_flips == 8  # detection (and the tuned threshold) average 8 views
 
     scene = labels.parent / "scene_2.tif"
     out = tmp_path / "reports"
