@@ -147,14 +147,16 @@ def main(work: Path, train_seeds: str, test_seeds: str, gamma: float, with_flavo
                              "--no-progress")  # fmt: skip
             wall.write_text(json.dumps({"seconds": round(seconds, 1), "loadavg_at_start": load}))
         timing = json.loads(wall.read_text()) if wall.exists() else {}
-        meta = json.loads((bundle / "bundle.json").read_text())["metrics"]
+        manifest = json.loads((bundle / "bundle.json").read_text())
+        meta = manifest["metrics"]
         run = {
             "train_command": f"whalescan train {labels} --out {bundle} --workers 2",
             "train_seed": seed, "train_faces": sum(1 for _ in labels.open()) - 1,
             "train_wall_seconds": timing.get("seconds"),
             "loadavg_at_start": timing.get("loadavg_at_start"),
             "train_fit_seconds": meta["train_seconds"], "threshold": meta["threshold"], "val_ap": meta.get("val_ap"),
-            "val_f1": meta.get("val_f1"), "val_ap50": meta.get("val_ap50"), "tests": {},
+            "val_f1": meta.get("val_f1"), "val_ap50": meta.get("val_ap50"),
+            "test_time_flips": manifest.get("test_time_flips", 1), "tests": {},
         }  # fmt: skip
         for name, (scene, truth) in tests.items():
             out = work / f"reports{seed}-{scene.parent.name}-{scene.stem}"
