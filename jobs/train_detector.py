@@ -40,7 +40,7 @@ class DetectorTrainConfig(RunPaths):
 
     labels: Path
     out: Path
-    epochs: int = 90
+    epochs: int = 120
     workers: int = 2
     batch_size: int = 16
     lr: float = 5e-3

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 
 DETECTOR_OPS = ("flip", "rot90", "jitter", "scale", "look")  # the names ``augment`` may use
 SCALE_RANGE = (0.8, 1.25)
-GAMMA_RANGE = (0.7, 1.4)
-COLOUR_GAIN = 0.08  # per-channel gain in 1 ± this
+GAMMA_RANGE = (0.55, 1.8)
+COLOUR_GAIN = 0.15  # per-channel gain in 1 ± this
 HAZE_P, HAZE_MAX = 0.3, 0.35  # how often, and the largest blend towards a bright veil
 BLUR_P, BLUR_SIGMA = 0.25, (0.5, 1.2)  # px
 NOISE_P, NOISE_SIGMA = 0.5, 5.0  # grey levels
