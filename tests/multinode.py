@@ -35,19 +35,14 @@ def actor_processes(nodes: list) -> dict[int, object]:
             children = psutil.Process(raylet).children(recursive=True)
         except psutil.NoSuchProcess:
             continue
-        for child in _alive(children):
-            if (child.cmdline() or [""])[0].startswith(ACTOR):
+        for child in children:
+            try:
+                cmd = child.cmdline()
+            except psutil.NoSuchProcess:  # gone, or a zombie (a NoSuchProcess too) of a lost node
+                continue
+            if (cmd or [""])[0].startswith(ACTOR):
                 found[child.pid] = node
     return found
-
-
-def _alive(procs):
-    for p in procs:
-        try:
-            p.cmdline()
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue
-        yield p
 
 
 def run(bundle: str, scenes: list[str], out: Path, chaos=None, **options) -> dict:
@@ -70,9 +65,11 @@ def run(bundle: str, scenes: list[str], out: Path, chaos=None, **options) -> dic
 
     detection = threading.Thread(target=detect)
     detection.start()
-    if chaos:
-        chaos(report, detection)
-    detection.join(timeout=600)
+    try:
+        if chaos:
+            chaos(report, detection)
+    finally:  # a failing chaos step still lets the run end before Ray shuts down under it
+        detection.join(timeout=600)
     report["ended_at"] = time.monotonic()
     report["seconds"] = report["ended_at"] - t0
     report["finished"] = not detection.is_alive()

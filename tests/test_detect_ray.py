@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from jobs.detect import DetectConfig, run_detect
-from tests.helpers import noise_scene, read_detections, untrained_bundle
+from tests.helpers import noise_scene, px_boxes, read_detections, untrained_bundle
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +31,24 @@ def detect(inputs, out, workers):
 
 
 def assert_same_detections(a, b):
-    """Same detections: same ids (boxes hashed at 1e-3 px), scores equal to float noise.
+    """Same detections: same boxes (to 1e-3 px) and ids, scores equal to float noise.
 
     Bits may differ: actors with different thread counts sum convolutions in different orders.
+    An id hashes its box rounded to 1e-3 px, so where that noise carries a coordinate across a
+    rounding edge the id may differ; everywhere else it must not.
     """
     ta, tb = read_detections(a), read_detections(b)
     assert ta.num_rows > 50
-    assert ta["detection_id"].to_pylist() == tb["detection_id"].to_pylist()
     assert ta["scene_uri"].to_pylist() == tb["scene_uri"].to_pylist()
-    for col in ("px_xmin", "px_ymin", "px_xmax", "px_ymax"):
-        np.testing.assert_allclose(ta[col].to_numpy(), tb[col].to_numpy(), atol=1e-3)
+    boxes_a, boxes_b = px_boxes(ta), px_boxes(tb)
+    np.testing.assert_allclose(boxes_a, boxes_b, atol=1e-3)
     np.testing.assert_allclose(ta["score"].to_numpy(), tb["score"].to_numpy(), atol=1e-5)
+    same_key = (np.round(boxes_a, 3) == np.round(boxes_b, 3)).all(axis=1)
+    ids_a, ids_b = (np.array(t["detection_id"].to_pylist()) for t in (ta, tb))
+    assert (ids_a == ids_b)[same_key].all()
+    assert same_key.mean() > 0.99, (
+        f"{(~same_key).sum()} of {len(same_key)} boxes moved past 1e-3 px rounding"
+    )
 
 
 def actor_pids() -> set[int]:
