@@ -32,6 +32,10 @@ _REQUIRED = (
 )  # fmt: skip
 
 
+# The view counts a detector scorer may average (models.detector.FlipAverage): 1, 2, 4 or 8.
+TEST_TIME_VIEWS = (1, 2, 4, 8)
+
+
 class BundleError(ValueError):
     """A model bundle is missing, corrupt, or does not match its description."""
 
@@ -47,7 +51,8 @@ class Bundle:
     approach-3 box detector, :mod:`models.detector`; mode boxes), where ``input_size`` is the
     receptive field and ``max_box_px`` bounds the decoded box sides.
     ``test_time_flips`` (detectors): the scorer averages the network over 1, 2, 4 or 8 views
-    (mirrors and quarter turns, :class:`models.detector.FlipAverage`); 1 in bundles written before it existed.
+    (mirrors and quarter turns, :class:`models.detector.FlipAverage`); 1 in bundles written
+    before it existed.
     ``gsd_m`` is the ground sample distance (metres per pixel) the model was trained at; None
     when unknown (bundles written before it was recorded): detection then scores native pixels.
     """
@@ -261,9 +266,9 @@ def _from_manifest(path: Path, m: dict[str, Any]) -> Bundle:
         raise BundleError(f"{str(path)!r}: kind {b.kind!r}, expected one of {KINDS}")
     if b.gsd_m is not None and not (isinstance(b.gsd_m, int | float) and b.gsd_m > 0):
         raise BundleError(f"{str(path)!r}: gsd_m {b.gsd_m!r} must be metres per pixel > 0 or null")
-    if b.test_time_flips not in (1, 2, 4, 8):
+    if b.test_time_flips not in TEST_TIME_VIEWS:
         raise BundleError(
-            f"{str(path)!r}: test_time_flips {b.test_time_flips!r}, expected 1, 2, 4 or 8"
+            f"{str(path)!r}: test_time_flips {b.test_time_flips!r}, expected one of {TEST_TIME_VIEWS}"
         )
     if b.input_size < 1 or b.output_stride < 1:
         raise BundleError(f"{str(path)!r}: input_size and output_stride must be positive")

@@ -20,6 +20,8 @@ import math
 import torch
 from torch import nn
 
+from models.bundle import TEST_TIME_VIEWS
+
 HEAT_BIAS = -2.19  # CenterNet: sigmoid(−2.19) ≈ 0.1, so the focal loss starts out stable
 CHANNELS = ("probability", "dx_px", "dy_px", "width_px", "height_px")
 
@@ -140,8 +142,8 @@ class FlipAverage(nn.Module):
 
     def __init__(self, net: nn.Module, views: int):
         super().__init__()
-        if views not in (1, 2, 4, 8):
-            raise ValueError(f"test-time flips: got {views}, expected 1, 2, 4 or 8")
+        if views not in TEST_TIME_VIEWS:
+            raise ValueError(f"test-time flips: got {views}, expected one of {TEST_TIME_VIEWS}")
         self.net, self.views = net, views
         self.receptive_field, self.output_stride = net.receptive_field, net.output_stride
         self.size_ref, self.kind = net.size_ref, net.kind
