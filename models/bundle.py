@@ -32,7 +32,8 @@ _REQUIRED = (
 )  # fmt: skip
 
 
-# The view counts a detector scorer may average (models.detector.FlipAverage): 1, 2, 4 or 8.
+# The view counts a detector scorer may average (models.detector.FlipAverage.COUNTS; defined here
+# too because models.detector needs torch and bundle.json is read without it).
 TEST_TIME_VIEWS = (1, 2, 4, 8)
 
 

@@ -20,8 +20,6 @@ import math
 import torch
 from torch import nn
 
-from models.bundle import TEST_TIME_VIEWS
-
 HEAT_BIAS = -2.19  # CenterNet: sigmoid(−2.19) ≈ 0.1, so the focal loss starts out stable
 CHANNELS = ("probability", "dx_px", "dy_px", "width_px", "height_px")
 
@@ -136,14 +134,16 @@ class FlipAverage(nn.Module):
     tensor ops, so every backend runs the averaged graph.
     """
 
-    # (transposed, flipped dims) of each view; a prefix of 1, 2, 4 or 8 of them is used
+    # (transposed, flipped dims) of each view; a prefix of 1, 2, 4 or 8 of them is used: the
+    # prefixes closed under composition (models.bundle.TEST_TIME_VIEWS says the same, torch-free)
     VIEWS = tuple((t, d) for t in (False, True) for d in ((), (-1,), (-2,), (-2, -1)))
+    COUNTS = (1, 2, 4, 8)
     SWAP_XY = (0, 2, 1, 4, 3)  # the channels of a transposed output, in the original's order
 
     def __init__(self, net: nn.Module, views: int):
         super().__init__()
-        if views not in TEST_TIME_VIEWS:
-            raise ValueError(f"test-time flips: got {views}, expected one of {TEST_TIME_VIEWS}")
+        if views not in self.COUNTS:
+            raise ValueError(f"test-time flips: got {views}, expected one of {self.COUNTS}")
         self.net, self.views = net, views
         self.receptive_field, self.output_stride = net.receptive_field, net.output_stride
         self.size_ref, self.kind = net.size_ref, net.kind

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from models.bundle import TEST_TIME_VIEWS
 from models.centre_loss import centre_focal_loss, detector_loss
 from models.detector import BoxOutputs, FlipAverage, build_detector, conv_geometry, output_cells
 from models.scene_predict import predict_scene
@@ -196,5 +197,6 @@ def test_flip_average_of_eight_views_is_transpose_equivariant(views):
 
 
 def test_flip_average_rejects_other_view_counts():
+    assert FlipAverage.COUNTS == TEST_TIME_VIEWS  # what bundle.json and the training config allow
     with pytest.raises(ValueError, match=r"expected one of \(1, 2, 4, 8\)"):
         FlipAverage(build_detector(width=4), 3)
