@@ -21,7 +21,13 @@ default_option = config_defaults(ChipsConfig)
 
 
 def labels_options(fn):
-    """``--scene-column`` and ``--point-box-m``: how to read a vector labels file."""
+    """``--scene-column`` and ``--point-box-m``: how to read a vector labels file; ``--label``:
+    which class is the whale faces."""
+    fn = click.option(
+        "--label",
+        default=None,
+        help="The faces' class in the labels; default the labels' only class, else whale_face.",
+    )(fn)
     fn = click.option(
         "--point-box-m",
         type=float,

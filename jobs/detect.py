@@ -403,7 +403,7 @@ def _pool(config: DetectConfig, bundle_path: str, settings: DetectorSettings):
 
 def _label(bundle) -> str:
     name = bundle.positive_class
-    return name if name.startswith("whale") else f"whale_{name}"
+    return name if name.lower().startswith("whale") else f"whale_{name}"
 
 
 def _now() -> dt.datetime:

@@ -34,6 +34,7 @@ class EvaluateConfig:
     iou: float = 0.5  # a detection matches a label at IoU ≥ this (also scored by centre-in-box)
     scene_column: str | None = None
     point_box_m: float | None = None
+    label: str | None = None  # the faces' class (labels.read.select_class); None: the default
 
     def __post_init__(self) -> None:
         check_reports_root(self.reports, "EvaluateConfig.reports")
@@ -52,14 +53,15 @@ def box_iou(det_boxes: np.ndarray, truth_boxes: np.ndarray) -> np.ndarray:
 
 def run_evaluate(config: EvaluateConfig):
     """Read the labels and the reports and score them; returns ``reports.evaluate.Evaluation``."""
-    from labels.read import read_labels
+    from labels.read import read_labels, select_class
     from reports.evaluate import evaluate_reports
     from reports.store import open_store
 
     truth: dict[str, np.ndarray] = {}
-    for s in read_labels(
+    labelled = read_labels(
         config.labels, scene_column=config.scene_column, point_box_m=config.point_box_m
-    ):
+    )
+    for s in select_class(labelled, config.label, config.labels)[0]:
         truth[s.scene] = np.concatenate([truth.get(s.scene, np.zeros((0, 4))), s.boxes])
     return evaluate_reports(open_store(config.reports), truth, box_iou, config.iou)
 
@@ -114,10 +116,11 @@ def format_evaluation(evaluation) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics and PR curves as JSON.")
 @labels_options
 @verbose_option
-def evaluate(reports, labels, iou, as_json, scene_column, point_box_m):
+def evaluate(reports, labels, iou, as_json, scene_column, point_box_m, label):
     """Score the latest detections in REPORTS (dir or s3://) against the LABELS file."""
     evaluation = run_config(
-        lambda: EvaluateConfig(reports, labels, iou, scene_column, point_box_m), run_evaluate
+        lambda: EvaluateConfig(reports, labels, iou, scene_column, point_box_m, label),
+        run_evaluate,
     )
     click.echo(
         json.dumps(evaluation.to_dict(), indent=1) if as_json else format_evaluation(evaluation)

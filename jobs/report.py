@@ -41,7 +41,8 @@ class ReportConfig:
     top_n: chips of the best detections per scene. overview_px: overview long side, 512..1600.
     labels: a labels file (DeepForest CSV or vector file) to score the detections against:
     adds metrics, PR curves and thumbnails of misses and false alarms. iou: IoU for a match.
-    scene_column, point_box_m: how to read a vector labels file (see ``labels.read``).
+    scene_column, point_box_m: how to read a vector labels file; label: the faces' class (see
+    ``labels.read``).
     """
 
     reports: str
@@ -54,6 +55,7 @@ class ReportConfig:
     iou: float = 0.5
     scene_column: str | None = None
     point_box_m: float | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
         check_reports_root(self.reports, "ReportConfig.reports")
@@ -83,8 +85,13 @@ def run_report(config: ReportConfig):
 
         evaluation = run_evaluate(
             EvaluateConfig(
-                config.reports, config.labels, config.iou, config.scene_column, config.point_box_m
-            )
+                config.reports,
+                config.labels,
+                config.iou,
+                config.scene_column,
+                config.point_box_m,
+                config.label,
+            )  # fmt: skip
         )
     store = open_store(config.reports)
     return write_html_report(
@@ -126,18 +133,11 @@ def run_report(config: ReportConfig):
 @click.option("--iou", type=float, default=0.5, show_default=True, help="IoU for a match.")
 @labels_options
 @verbose_option
-def report(
-    reports, out, scenes, heatmap, top_n, overview_px, labels, iou, scene_column, point_box_m
-):
+def report(reports, out, scenes, **opts):
     """Write a static HTML report (index.html + images) of the reports root REPORTS (dir or s3://)."""
     result = run_config(
-        lambda: ReportConfig(
-            reports=reports, out=out, scenes=tuple(scenes), heatmap=heatmap, top_n=top_n,
-            overview_px=overview_px, labels=labels, iou=iou, scene_column=scene_column,
-            point_box_m=point_box_m,
-        ),
-        run_report,
-    )  # fmt: skip
+        lambda: ReportConfig(reports=reports, out=out, scenes=tuple(scenes), **opts), run_report
+    )
     click.echo(
         f"{result.index}: {result.scenes} scene(s) ({result.ok} ok, {result.failed} failed, "
         f"{result.skipped} skipped), {result.detections} whale face(s)"

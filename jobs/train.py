@@ -247,13 +247,9 @@ def train(data: Path, out: Path, **opts: Any) -> None:
     from models.data import ChipDataError
 
     opts["augment"] = opts["augment"].split(",")
-    chip_opts = {
-        "size": opts.pop("chip_size"),
-        "scene_column": opts.pop("scene_column"),
-        "point_box_m": opts.pop("point_box_m"),
-        "seed": opts["seed"],
-        "gsd_m": opts["gsd_m"],
-    }
+    reading = {k: opts.pop(k) for k in ("scene_column", "point_box_m", "label")}
+    chip_opts = {"size": opts.pop("chip_size"), **reading, "seed": opts["seed"],
+                 "gsd_m": opts["gsd_m"]}  # fmt: skip
     if data.is_file():
         from jobs.train_from_labels import cut_training_chips, train_detector_cli
 
@@ -263,7 +259,7 @@ def train(data: Path, out: Path, **opts: Any) -> None:
                 k: v
                 for k, v in opts.items()
                 if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT
-            }
+            } | {k: v for k, v in reading.items() if v is not None}
             bundle = train_detector_cli(data.resolve(), out.resolve(), explicit)
             click.echo(f"{bundle.path}  detector  {json.dumps(_scalars(bundle.metrics))}")
             return

@@ -36,7 +36,9 @@ class DetectorTrainConfig(RunPaths):
     scenes (the last ones) held out as well; ``mine_epoch``: the epoch at which hard negatives
     are mined (default: a third of the way; 0 = never); ``test_time_flips``: views (mirrors and
     quarter turns) the bundle's scorer averages (:class:`models.detector.FlipAverage`; the
-    threshold is tuned with them).
+    threshold is tuned with them). ``scene_column``, ``point_box_m``: how to read a vector labels
+    file; ``label``: the faces' class (:func:`labels.read.select_class`; None: the labels' only
+    class, else ``whale_face``).
     """
 
     labels: Path
@@ -64,6 +66,9 @@ class DetectorTrainConfig(RunPaths):
     # Eight views (mirrors and quarter turns) raised held-out centre-F1 by about 0.05 over none,
     # for about 6.5× the detection time (docs/approach3.md).
     test_time_flips: int = 8
+    scene_column: str | None = None
+    point_box_m: float | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", Path(self.labels))
@@ -82,13 +87,15 @@ class DetectorTrainConfig(RunPaths):
 
 @dataclass(frozen=True)
 class LabelledScenes:
-    """Scenes loaded whole: uint8 (3, H, W) on the 0..255 scale, their boxes and ground scale."""
+    """Scenes loaded whole: uint8 (3, H, W) on the 0..255 scale, the boxes of the faces' class
+    ``label``, and the ground scale."""
 
     uris: tuple[str, ...]
     images: tuple[np.ndarray, ...]
     boxes: tuple[np.ndarray, ...]
     gsd_m: float | None
     fingerprint: str
+    label: str = CLASS
 
 
 def train_detector(labels_path: str | Path, out: str | Path, **opts: Any):
@@ -103,7 +110,10 @@ def run_train_detector(config: DetectorTrainConfig):
     """Train as ``config`` says and write the bundle to ``config.out``; returns the ``Bundle``."""
     from models.detector_loop import train_detector_per_worker
 
-    data = load_labelled_scenes(config.labels)
+    data = load_labelled_scenes(
+        config.labels, scene_column=config.scene_column, point_box_m=config.point_box_m,
+        label=config.label,
+    )  # fmt: skip
     parts = hold_out(config, data)
     loop = detector_loop_config(config, parts, data.fingerprint)
     payload = (parts.train_images, parts.train_boxes, parts.val_images, parts.val_boxes)
@@ -183,17 +193,22 @@ def detector_loop_config(config: DetectorTrainConfig, parts: HeldOut, fingerprin
     )  # fmt: skip
 
 
-def load_labelled_scenes(labels_path: str | Path) -> LabelledScenes:
-    """Read the labels and every scene they name (whole, as ``detect`` would read it)."""
+def load_labelled_scenes(labels_path: str | Path, **reading: Any) -> LabelledScenes:
+    """Read the labels and every scene they name (whole, as ``detect`` would read it).
+
+    ``reading``: ``scene_column``, ``point_box_m`` (:func:`labels.read.read_labels`) and
+    ``label`` (:func:`labels.read.select_class`).
+    """
     from rasterio.windows import Window
 
     from tiling.bands import resolve_scaling, select_bands
     from tiling.read import read_window
     from tiling.scene import open_scene, scene_env
 
-    labelled = read_scene_labels(labels_path)
+    labelled, label = read_scene_labels(labels_path, **reading)
     images, boxes, gsds = [], [], []
     h = hashlib.sha256(Path(labels_path).read_bytes())
+    h.update(f"class:{label}".encode())
     for item in labelled:
         with scene_env(item.scene), open_scene(item.scene) as ds:
             bands = select_bands(ds, item.scene, None)
@@ -206,27 +221,23 @@ def load_labelled_scenes(labels_path: str | Path) -> LabelledScenes:
                 f"{item.scene}:{ds.width}x{ds.height}:{os.path.getmtime(item.scene) if os.path.exists(item.scene) else ''}".encode()
             )
         images.append(np.rint(pixels).astype(np.uint8))
-        keep = np.array([lab == CLASS for lab in item.labels], bool)
-        boxes.append(
-            np.asarray(item.boxes, np.float64).reshape(-1, 4)[keep]
-            if len(keep)
-            else np.zeros((0, 4))
-        )
+        boxes.append(np.asarray(item.boxes, np.float64).reshape(-1, 4))
     gsd = (
         gsds[0]
         if gsds and all(g is not None and math.isclose(g, gsds[0], rel_tol=0.01) for g in gsds)
         else None
     )
     return LabelledScenes(
-        tuple(i.scene for i in labelled), tuple(images), tuple(boxes), gsd, h.hexdigest()
+        tuple(i.scene for i in labelled), tuple(images), tuple(boxes), gsd, h.hexdigest(), label
     )
 
 
-def read_scene_labels(labels_path: str | Path):
-    """The labelled scenes (:func:`labels.read.read_labels`: DeepForest CSV or a vector file)."""
-    from labels.read import read_labels
+def read_scene_labels(labels_path: str | Path, label: str | None = None, **how: Any):
+    """(the labelled scenes with the faces' boxes only, the faces' class name): a DeepForest CSV
+    or a vector file read as :func:`labels.read.read_labels` does (``how``: its options)."""
+    from labels.read import read_labels, select_class
 
-    return read_labels(labels_path)
+    return select_class(read_labels(labels_path, **how), label, labels_path)
 
 
 def _channel_stats(images) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -297,8 +308,8 @@ def write_detector_bundle(config: DetectorTrainConfig, data: LabelledScenes, par
     }  # fmt: skip
     return save_bundle(
         config.out, model, kind="detector", arch=loop.arch, arch_args=dict(loop.arch_args),
-        input_size=model.receptive_field, mean=loop.mean, std=loop.std, classes=[CLASS],
-        positive_class=CLASS, output_stride=model.output_stride,
+        input_size=model.receptive_field, mean=loop.mean, std=loop.std, classes=[data.label],
+        positive_class=data.label, output_stride=model.output_stride,
         receptive_field=model.receptive_field, object_size_px=loop.arch_args["size_ref"],
         max_box_px=loop.max_box_px, gsd_m=data.gsd_m, metrics=metrics,
         test_time_flips=config.test_time_flips,

@@ -18,7 +18,7 @@ __all__ = ["DETECTOR_OPTIONS", "chips_dir", "cut_training_chips", "train_detecto
 
 DETECTOR_OPTIONS = (
     "epochs", "workers", "batch_size", "lr", "augment", "storage", "resume", "address", "seed",
-    "cpus_per_worker", "progress",
+    "cpus_per_worker", "progress", "scene_column", "point_box_m", "label",
 )  # fmt: skip
 """``train`` options the detector takes too; the others are the classifier's."""
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labels.read import LabelsError, SceneLabels, read_labels
+from labels.read import LabelsError, SceneLabels, read_labels, select_class
 
 __all__ = ["NEGATIVE_MIX", "ChipsConfig", "ChipsSummary", "cut_chips"]
 
@@ -66,6 +66,7 @@ class ChipsConfig:
     jitter_px: float = 3.0  # a positive's centre is the chip centre ± this (chip px)
     scene_column: str | None = None  # vector labels: the column naming each row's scene
     point_box_m: float | None = None  # vector labels: box side for points, ground metres
+    label: str | None = None  # the faces' class (labels.read.select_class); None: the default
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", Path(self.labels))
@@ -121,8 +122,12 @@ class ChipsSummary:
 def cut_chips(config: ChipsConfig) -> ChipsSummary:
     """Cut the dataset ``config`` describes; existing PNGs under ``config.out`` are replaced."""
     start = time.perf_counter()
-    scenes = read_labels(
-        config.labels, scene_column=config.scene_column, point_box_m=config.point_box_m
+    scenes, _ = select_class(
+        read_labels(
+            config.labels, scene_column=config.scene_column, point_box_m=config.point_box_m
+        ),
+        config.label,
+        config.labels,
     )
     if len(scenes) < 2:
         raise LabelsError(

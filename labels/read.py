@@ -5,7 +5,8 @@ Two layouts:
 * **DeepForest CSV** (``.csv``): columns ``image_path, xmin, ymin, xmax, ymax, label``; boxes in
   scene pixels (col, row), corner-anchored, exclusive max; ``image_path`` relative to the CSV.
   A row whose four coordinates are empty or all 0 marks a scene with no faces (DeepForest's
-  convention for empty images).
+  convention for empty images). Header names are matched without case or surrounding blanks;
+  without a ``label`` column every box is a :data:`DEFAULT_LABEL`.
 * **Vector files** (GeoPackage, GeoJSON, GeoParquet, shapefile...): one row per face with a
   column naming the scene (``image_path``, ``scene``, ``scene_uri`` or ``image``, else
   ``scene_column=``), relative to the file, and a point or polygon geometry in any CRS. Geometries
@@ -19,6 +20,10 @@ size of the scene's pixels at the point, so any scene CRS — degrees, feet, Web
 true metres), or,
 without ``point_box_m``, the median pixel width and height of the file's box labels; a point
 box is clipped to the scene. Rows of a vector file are numbered from 0 (the frame's index).
+
+:func:`read_labels` keeps every class; :func:`select_class` picks the one to train on or score
+against (the file's only class whatever its name, else :data:`DEFAULT_LABEL`, else the one
+named).
 
 Boxes must lie in the scene; a box that overshoots an edge by at most :data:`EDGE_TOLERANCE_PX`
 (reprojection round-off, annotation tools that snap to the pixel edge) is clipped to it.
@@ -45,12 +50,14 @@ __all__ = [
     "LabelsError",
     "SceneLabels",
     "read_labels",
+    "select_class",
 ]
 
 DEFAULT_LABEL = "whale_face"
 SCENE_COLUMNS = ("image_path", "scene", "scene_uri", "image")
 """Column names that name the scene in a vector file, in the order they are looked for."""
 CSV_COLUMNS = ("image_path", "xmin", "ymin", "xmax", "ymax", "label")
+"""The DeepForest CSV's columns; all but ``label`` are required."""
 EDGE_TOLERANCE_PX = 1.0
 _COORDS = ("xmin", "ymin", "xmax", "ymax")
 
@@ -112,13 +119,42 @@ def read_labels(
     return _read_vector(path, scene_column, point_box_m)
 
 
+def select_class(
+    scenes: Sequence[SceneLabels], label: str | None, source: str | Path
+) -> tuple[list[SceneLabels], str]:
+    """``scenes`` with only the boxes of one class, and its name.
+
+    ``label`` names the class; None takes the labels' only class whatever its name ("whale",
+    "Whale face"...), or :data:`DEFAULT_LABEL` where they name several and it is one of them.
+    Several classes without it, or a ``label`` no box has, raise :class:`LabelsError` listing
+    the classes (``source``: the labels file, for the message). Every scene is kept: one left
+    without boxes is a scene without faces.
+    """
+    names = sorted({lab for s in scenes for lab in s.labels})
+    if label is None:
+        if len(names) > 1 and DEFAULT_LABEL not in names:
+            raise LabelsError(
+                f"{str(source)!r}: the labels name {len(names)} classes {names}; pass --label "
+                "(label=) to choose the whale faces"
+            )
+        label = names[0] if len(names) == 1 else DEFAULT_LABEL
+    elif names and label not in names:
+        raise LabelsError(f"{str(source)!r}: no box is labelled {label!r}; the classes are {names}")
+    kept = []
+    for s in scenes:
+        keep = np.array([lab == label for lab in s.labels], bool).reshape(-1)
+        kept.append(SceneLabels(s.scene, s.boxes[keep], [label] * int(keep.sum())))
+    return kept, label
+
+
 # --- DeepForest CSV ---
 
 
 def _read_csv(path: Path) -> list[SceneLabels]:
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or ())]
+        reader.fieldnames = [(n or "").strip().lower() for n in reader.fieldnames or ()]
+        missing = [c for c in CSV_COLUMNS[:-1] if c not in reader.fieldnames]
         if missing:
             raise LabelsError(
                 f"{str(path)!r}: missing column(s) {missing}; a DeepForest CSV has "
@@ -138,7 +174,7 @@ def _read_csv(path: Path) -> list[SceneLabels]:
         box = np.array([_number(v, c, where) for v, c in zip(values, _COORDS, strict=True)])
         if not box.any():  # DeepForest's marker for an image without objects
             continue
-        label = (row["label"] or "").strip()
+        label = (row.get("label", DEFAULT_LABEL) or "").strip()
         if not label:
             raise LabelsError(f"{where}: empty label")
         entries.append((i + 2, box, label))

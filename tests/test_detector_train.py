@@ -52,6 +52,29 @@ def test_two_workers_take_the_same_step_as_one_with_twice_the_batch(ray_local, l
     assert_same_step(two_worker_weights(result), model, start)
 
 
+def test_scenes_load_with_the_faces_class_whatever_the_labels_call_it(labels, tmp_path):
+    """A one-class file named otherwise ("Whale") trains on every box; in a file with other
+    classes (a boat), only the faces' boxes are targets."""
+    import csv
+
+    rows = list(csv.reader(labels.open()))
+    base = load_labelled_scenes(labels)
+    renamed = tmp_path / "renamed.csv"  # in another folder: absolute scene paths
+    scene = str(labels.parent / rows[1][0])
+    boat = [scene, 5, 5, 30, 30, "boat"]
+    body = [[str(labels.parent / r[0]), *r[1:5], "Whale"] for r in rows[1:]]
+    csv.writer(renamed.open("w", newline="")).writerows([rows[0], *body])
+    mixed = tmp_path / "mixed.csv"
+    csv.writer(mixed.open("w", newline="")).writerows([rows[0], *body, boat])
+    one = load_labelled_scenes(renamed)
+    assert one.label == "Whale" and base.label == "whale_face"
+    for got in (one, load_labelled_scenes(mixed, label="Whale")):
+        for a, b in zip(got.boxes, base.boxes, strict=True):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"mixed\.csv.*2 classes \['Whale', 'boat'\]"):
+        load_labelled_scenes(mixed)
+
+
 def test_train_resume_then_detect_end_to_end(ray_local, labels, tmp_path):
     from jobs.detect import detect
 

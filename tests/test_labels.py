@@ -13,7 +13,7 @@ import pytest
 import shapely
 from rasterio.transform import from_origin
 
-from labels.read import LabelsError, SceneLabels, read_labels
+from labels.read import DEFAULT_LABEL, LabelsError, SceneLabels, read_labels, select_class
 from tests.helpers import write_tif
 
 # Scene "a": 200 x 150 px in UTM 19N at 0.1 m; scene "b": 120 x 100 px, also UTM, elsewhere.
@@ -208,8 +208,50 @@ def test_bad_csv_rows_are_named(scenes, row, message):
 
 def test_csv_missing_columns_are_listed(tmp_path):
     (tmp_path / "x.csv").write_text("image_path,xmin,ymin,xmax\na.tif,1,2,3\n")
-    with pytest.raises(LabelsError, match=r"x\.csv.*missing column\(s\) \['ymax', 'label'\]"):
+    with pytest.raises(LabelsError, match=r"x\.csv.*missing column\(s\) \['ymax'\]"):
         read_labels(tmp_path / "x.csv")
+
+
+def test_csv_headers_match_without_case_or_blanks_and_label_is_optional(scenes):
+    """Other tools write ``Image_Path, XMin ...`` or leave out the class: the same boxes."""
+    (scenes / "h.csv").write_text(" Image_Path , XMIN,ymin ,Xmax,YMax\na.tif,10,20,50,60\n")
+    [result] = read_labels(scenes / "h.csv")
+    np.testing.assert_array_equal(result.boxes, [[10, 20, 50, 60]])
+    assert result.labels == (DEFAULT_LABEL,)
+
+
+def _classes(scenes: Path, names: list[str]) -> list[SceneLabels]:
+    rows = [["a.tif", *box, n] for box, n in zip(BOXES["a.tif"], names, strict=True)]
+    return read_labels(_write_csv(scenes / "c.csv", [*rows, ["b.tif", *BOXES["b.tif"][0], "boat"]]))
+
+
+def test_select_class_keeps_the_only_class_whatever_its_name(scenes):
+    scenes_ = read_labels(
+        _write_csv(scenes / "w.csv", [["a.tif", *b, "Whale"] for b in BOXES["a.tif"]])
+    )
+    kept, name = select_class(scenes_, None, "w.csv")
+    assert name == "Whale" and len(kept[0].boxes) == 3
+
+
+def test_select_class_prefers_whale_face_among_several_and_keeps_emptied_scenes(scenes):
+    kept, name = select_class(_classes(scenes, ["whale_face", "calf", "whale_face"]), None, "c")
+    by = _by_scene(kept)
+    assert name == DEFAULT_LABEL
+    np.testing.assert_array_equal(by["a.tif"].boxes, BOXES["a.tif"][[0, 2]])
+    assert len(by["b.tif"].boxes) == 0  # only a boat: a scene without faces, still a negative
+    kept, name = select_class(_classes(scenes, ["whale_face", "calf", "whale_face"]), "calf", "c")
+    np.testing.assert_array_equal(_by_scene(kept)["a.tif"].boxes, BOXES["a.tif"][[1]])
+    assert _by_scene(kept)["a.tif"].labels == ("calf",)
+
+
+def test_select_class_names_the_classes_when_it_cannot_choose(scenes):
+    labelled = _classes(scenes, ["adult", "calf", "adult"])
+    with pytest.raises(
+        LabelsError, match=r"c\.csv.*3 classes \['adult', 'boat', 'calf'\]; pass --label"
+    ):
+        select_class(labelled, None, scenes / "c.csv")
+    with pytest.raises(LabelsError, match=r"no box is labelled 'whale'; the classes are"):
+        select_class(labelled, "whale", scenes / "c.csv")
 
 
 def test_points_with_no_size_and_crs_labels_on_an_ungeoreferenced_scene(scenes, tmp_path):

@@ -65,6 +65,10 @@ def test_train_labels_without_arch_calls_the_detector(labelled, tmp_path, monkey
     assert res.exit_code == 0, res.output
     assert calls == [(labelled.resolve(), out.resolve(), {"epochs": 3, "lr": 0.01})]
     assert '"val_ap": 0.5' in res.output
+    args = ["--label", "Whale", "--scene-column", "tif", "--point-box-m", "3"]
+    res = CliRunner().invoke(train, [str(labelled), "--out", str(out), *args])
+    assert res.exit_code == 0, res.output
+    assert calls[-1][2] == {"label": "Whale", "scene_column": "tif", "point_box_m": 3.0}
     res = CliRunner().invoke(train, [str(labelled), "--out", str(out), "--object-size", "30"])
     assert res.exit_code == 2 and "--object-size: classifier option" in res.output
 
