@@ -22,11 +22,11 @@ default_option = config_defaults(ChipsConfig)
 
 def labels_options(fn):
     """``--scene-column`` and ``--point-box-m``: how to read a vector labels file; ``--label``:
-    which class is the whale faces."""
+    which classes are the whale faces."""
     fn = click.option(
         "--label",
         default=None,
-        help="The faces' class in the labels; default the labels' only class, else whale_face.",
+        help="The faces' class(es) in the labels, comma-separated (adult,calf); default every box.",
     )(fn)
     fn = click.option(
         "--point-box-m",

@@ -34,7 +34,7 @@ class EvaluateConfig:
     iou: float = 0.5  # a detection matches a label at IoU ≥ this (also scored by centre-in-box)
     scene_column: str | None = None
     point_box_m: float | None = None
-    label: str | None = None  # the faces' class (labels.read.select_class); None: the default
+    label: str | None = None  # the faces' class(es): labels.read.select_class
 
     def __post_init__(self) -> None:
         check_reports_root(self.reports, "EvaluateConfig.reports")

@@ -37,8 +37,8 @@ class DetectorTrainConfig(RunPaths):
     are mined (default: a third of the way; 0 = never); ``test_time_flips``: views (mirrors and
     quarter turns) the bundle's scorer averages (:class:`models.detector.FlipAverage`; the
     threshold is tuned with them). ``scene_column``, ``point_box_m``: how to read a vector labels
-    file; ``label``: the faces' class (:func:`labels.read.select_class`; None: the labels' only
-    class, else ``whale_face``).
+    file; ``label``: the faces' class(es), comma-separated (:func:`labels.read.select_class`;
+    None: every labelled box).
     """
 
     labels: Path

@@ -66,7 +66,7 @@ class ChipsConfig:
     jitter_px: float = 3.0  # a positive's centre is the chip centre ± this (chip px)
     scene_column: str | None = None  # vector labels: the column naming each row's scene
     point_box_m: float | None = None  # vector labels: box side for points, ground metres
-    label: str | None = None  # the faces' class (labels.read.select_class); None: the default
+    label: str | None = None  # the faces' class(es): labels.read.select_class
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", Path(self.labels))

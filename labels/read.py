@@ -21,9 +21,8 @@ true metres), or,
 without ``point_box_m``, the median pixel width and height of the file's box labels; a point
 box is clipped to the scene. Rows of a vector file are numbered from 0 (the frame's index).
 
-:func:`read_labels` keeps every class; :func:`select_class` picks the one to train on or score
-against (the file's only class whatever its name, else :data:`DEFAULT_LABEL`, else the one
-named).
+:func:`read_labels` keeps every class; :func:`select_class` keeps those that are the faces (all
+of them unless named: ``--label``).
 
 Boxes must lie in the scene; a box that overshoots an edge by at most :data:`EDGE_TOLERANCE_PX`
 (reprojection round-off, annotation tools that snap to the pixel edge) is clipped to it.
@@ -32,6 +31,7 @@ Boxes must lie in the scene; a box that overshoots an edge by at most :data:`EDG
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -52,6 +52,8 @@ __all__ = [
     "read_labels",
     "select_class",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LABEL = "whale_face"
 SCENE_COLUMNS = ("image_path", "scene", "scene_uri", "image")
@@ -122,29 +124,33 @@ def read_labels(
 def select_class(
     scenes: Sequence[SceneLabels], label: str | None, source: str | Path
 ) -> tuple[list[SceneLabels], str]:
-    """``scenes`` with only the boxes of one class, and its name.
+    """``scenes`` with only the whale faces' boxes, and the name the faces go by.
 
-    ``label`` names the class; None takes the labels' only class whatever its name ("whale",
-    "Whale face"...), or :data:`DEFAULT_LABEL` where they name several and it is one of them.
-    Several classes without it, or a ``label`` no box has, raise :class:`LabelsError` listing
-    the classes (``source``: the labels file, for the message). Every scene is kept: one left
-    without boxes is a scene without faces.
+    ``label``: the faces' class, or several comma-separated (``adult,calf``). None takes every
+    box whatever its class (a one-class detector learns every labelled object; the classes are
+    logged when there are several). A name no box has raises :class:`LabelsError` listing the
+    classes (``source``: the labels file, for the message). Every scene is kept: one left without
+    boxes is a scene without faces. The name is the one class kept, else :data:`DEFAULT_LABEL`.
     """
     names = sorted({lab for s in scenes for lab in s.labels})
-    if label is None:
-        if len(names) > 1 and DEFAULT_LABEL not in names:
-            raise LabelsError(
-                f"{str(source)!r}: the labels name {len(names)} classes {names}; pass --label "
-                "(label=) to choose the whale faces"
-            )
-        label = names[0] if len(names) == 1 else DEFAULT_LABEL
-    elif names and label not in names:
-        raise LabelsError(f"{str(source)!r}: no box is labelled {label!r}; the classes are {names}")
+    wanted = names if label is None else [n.strip() for n in label.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in names] if names else []
+    if unknown or not (wanted or label is None):
+        raise LabelsError(
+            f"{str(source)!r}: no box is labelled {unknown or label!r}; the classes are {names}"
+        )
+    if label is None and len(names) > 1:
+        log.warning("%s: every box is a face, of the %d classes %s; --label keeps some",
+                    source, len(names), names)  # fmt: skip
     kept = []
     for s in scenes:
-        keep = np.array([lab == label for lab in s.labels], bool).reshape(-1)
-        kept.append(SceneLabels(s.scene, s.boxes[keep], [label] * int(keep.sum())))
-    return kept, label
+        keep = np.isin(np.array(s.labels, dtype=object), wanted).reshape(-1)
+        kept.append(
+            SceneLabels(
+                s.scene, s.boxes[keep], [lab for lab, k in zip(s.labels, keep, strict=True) if k]
+            )
+        )
+    return kept, wanted[0] if len(wanted) == 1 else DEFAULT_LABEL
 
 
 # --- DeepForest CSV ---

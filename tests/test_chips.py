@@ -129,16 +129,16 @@ def test_cli(labelled, tmp_path):
     result = CliRunner().invoke(chips_command, [str(labelled), str(out), "--size", "32", "--gsd", "0.1"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "0.1 m/px" in result.output and (out / "dataset.json").is_file()
-    # another class in the file: only --label's faces are positives (20 = 4 per face × 5 faces)
+    # another class in the file: every box is a face (4 chips each), or --label's only
     mixed = labelled.parent / "mixed.csv"
     mixed.write_text(
         labelled.read_text().replace("whale_face", "whale") + "s0.tif,1,1,21,21,boat\n"
     )
-    result = CliRunner().invoke(chips_command, [str(mixed), str(out), "--size", "32"])
-    assert result.exit_code == 1 and "['boat', 'whale']; pass --label" in result.output
-    result = CliRunner().invoke(chips_command, [str(mixed), str(out), "--size", "32", "--label", "whale"])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert sum(len(list((out / s / "face").glob("*.png"))) for s in ("train", "val")) == 4 * 5
+    for extra, faces in (([], 6), (["--label", "whale"], 5)):
+        result = CliRunner().invoke(chips_command, [str(mixed), str(out), "--size", "32", *extra])
+        assert result.exit_code == 0, result.output
+        chips = sum(len(list((out / s / "face").glob("*.png"))) for s in ("train", "val"))
+        assert chips == 4 * faces
     bad = CliRunner().invoke(chips_command, [str(labelled), str(out), "--size", "8"])
     assert bad.exit_code == 2 and "size=8" in bad.output
 

@@ -54,7 +54,7 @@ def test_two_workers_take_the_same_step_as_one_with_twice_the_batch(ray_local, l
 
 def test_scenes_load_with_the_faces_class_whatever_the_labels_call_it(labels, tmp_path):
     """A one-class file named otherwise ("Whale") trains on every box; in a file with other
-    classes (a boat), only the faces' boxes are targets."""
+    classes (a boat), every box unless ``label`` names the faces'."""
     import csv
 
     rows = list(csv.reader(labels.open()))
@@ -71,8 +71,8 @@ def test_scenes_load_with_the_faces_class_whatever_the_labels_call_it(labels, tm
     for got in (one, load_labelled_scenes(mixed, label="Whale")):
         for a, b in zip(got.boxes, base.boxes, strict=True):
             np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match=r"mixed\.csv.*2 classes \['Whale', 'boat'\]"):
-        load_labelled_scenes(mixed)
+    every = load_labelled_scenes(mixed)
+    assert every.label == "whale_face" and len(np.concatenate(every.boxes)) == len(rows)
 
 
 def test_train_resume_then_detect_end_to_end(ray_local, labels, tmp_path):

@@ -225,33 +225,31 @@ def _classes(scenes: Path, names: list[str]) -> list[SceneLabels]:
     return read_labels(_write_csv(scenes / "c.csv", [*rows, ["b.tif", *BOXES["b.tif"][0], "boat"]]))
 
 
-def test_select_class_keeps_the_only_class_whatever_its_name(scenes):
-    scenes_ = read_labels(
+def test_select_class_takes_every_box_whatever_the_classes_are_called(scenes, caplog):
+    one = read_labels(
         _write_csv(scenes / "w.csv", [["a.tif", *b, "Whale"] for b in BOXES["a.tif"]])
     )
-    kept, name = select_class(scenes_, None, "w.csv")
-    assert name == "Whale" and len(kept[0].boxes) == 3
+    kept, name = select_class(one, None, "w.csv")
+    assert name == "Whale" and len(kept[0].boxes) == 3 and not caplog.records
+    kept, name = select_class(_classes(scenes, ["adult", "calf", "adult"]), None, "c.csv")
+    assert name == DEFAULT_LABEL and [len(s.boxes) for s in kept] == [3, 1]
+    assert "c.csv: every box is a face, of the 3 classes ['adult', 'boat', 'calf']" in caplog.text
 
 
-def test_select_class_prefers_whale_face_among_several_and_keeps_emptied_scenes(scenes):
-    kept, name = select_class(_classes(scenes, ["whale_face", "calf", "whale_face"]), None, "c")
+def test_select_class_keeps_the_named_classes_and_the_emptied_scenes(scenes):
+    labelled = _classes(scenes, ["adult", "calf", "adult"])
+    kept, name = select_class(labelled, "adult", "c")
     by = _by_scene(kept)
-    assert name == DEFAULT_LABEL
+    assert name == "adult"
     np.testing.assert_array_equal(by["a.tif"].boxes, BOXES["a.tif"][[0, 2]])
     assert len(by["b.tif"].boxes) == 0  # only a boat: a scene without faces, still a negative
-    kept, name = select_class(_classes(scenes, ["whale_face", "calf", "whale_face"]), "calf", "c")
-    np.testing.assert_array_equal(_by_scene(kept)["a.tif"].boxes, BOXES["a.tif"][[1]])
-    assert _by_scene(kept)["a.tif"].labels == ("calf",)
-
-
-def test_select_class_names_the_classes_when_it_cannot_choose(scenes):
-    labelled = _classes(scenes, ["adult", "calf", "adult"])
-    with pytest.raises(
-        LabelsError, match=r"c\.csv.*3 classes \['adult', 'boat', 'calf'\]; pass --label"
-    ):
-        select_class(labelled, None, scenes / "c.csv")
-    with pytest.raises(LabelsError, match=r"no box is labelled 'whale'; the classes are"):
-        select_class(labelled, "whale", scenes / "c.csv")
+    kept, name = select_class(labelled, "adult, calf", "c")
+    assert name == DEFAULT_LABEL and _by_scene(kept)["a.tif"].labels == ("adult", "calf", "adult")
+    assert len(_by_scene(kept)["b.tif"].boxes) == 0
+    with pytest.raises(LabelsError, match=r"c\.csv.*no box is labelled \['whale'\]; the classes are \['adult', 'boat', 'calf'\]"):  # fmt: skip
+        select_class(labelled, "adult,whale", scenes / "c.csv")
+    with pytest.raises(LabelsError, match=r"no box is labelled ','"):
+        select_class(labelled, ",", scenes / "c.csv")
 
 
 def test_points_with_no_size_and_crs_labels_on_an_ungeoreferenced_scene(scenes, tmp_path):
