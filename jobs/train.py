@@ -227,6 +227,14 @@ default_option = config_defaults(TrainConfig)
     help="Metres per pixel of the chips; default dataset.json's gsd_m, else unknown. With a "
     "labels file and --arch: the chips are cut at this GSD.",
 )
+@click.option(
+    "--face-px",
+    type=float,
+    default=None,
+    help="Box detector: where the labelled faces' median side is over 1.5x this, train and detect "
+    f"at the coarser GSD that makes it this many px [default {DetectorTrainConfig.face_px:g}; "
+    "0: the scenes' own GSD].",
+)
 @default_option("--cpus-per-worker")
 @progress_option
 @click.option(
@@ -248,18 +256,18 @@ def train(data: Path, out: Path, **opts: Any) -> None:
 
     opts["augment"] = opts["augment"].split(",")
     reading = {k: opts.pop(k) for k in ("scene_column", "point_box_m", "label")}
+    face_px = opts.pop("face_px")
+    if face_px is not None and opts["arch"] is not None:
+        raise click.UsageError("--face-px: a box-detector option; leave out --arch to use it")
     chip_opts = {"size": opts.pop("chip_size"), **reading, "seed": opts["seed"],
                  "gsd_m": opts["gsd_m"]}  # fmt: skip
     if data.is_file():
         from jobs.train_from_labels import cut_training_chips, train_detector_cli
 
         if opts["arch"] is None:
-            ctx = click.get_current_context()
-            explicit = {
-                k: v
-                for k, v in opts.items()
-                if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT
-            } | {k: v for k, v in reading.items() if v is not None}
+            explicit = _given(opts) | {k: v for k, v in reading.items() if v is not None}
+            if face_px is not None:
+                explicit["face_px"] = face_px or None  # 0: the scenes' own GSD
             bundle = train_detector_cli(data.resolve(), out.resolve(), explicit)
             click.echo(f"{bundle.path}  detector  {json.dumps(_scalars(bundle.metrics))}")
             return
@@ -275,6 +283,13 @@ def train(data: Path, out: Path, **opts: Any) -> None:
         f"{bundle.path}  val_accuracy={m['val_accuracy']:.4f}  val_loss={m['val_loss']:.4f}  "
         f"epochs={m['epochs']}  {m['train_seconds']:.0f}s  {m['samples_per_s']:.0f} samples/s"
     )
+
+
+def _given(opts: dict[str, Any]) -> dict[str, Any]:
+    """The options the user gave on the command line (not left at click's default)."""
+    ctx = click.get_current_context()
+    source = ctx.get_parameter_source
+    return {k: v for k, v in opts.items() if source(k) is not click.core.ParameterSource.DEFAULT}
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:

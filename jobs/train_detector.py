@@ -1,7 +1,8 @@
 """Approach-3 training: labelled scenes → the box detector on Ray Train → a ``kind: detector`` bundle.
 
 ``train_detector(LABELS, OUT)`` reads the labels (DeepForest CSV or a vector file), loads each
-labelled scene whole (bands and scaling as ``whalescan detect`` reads them), holds out the bottom
+labelled scene whole (bands, scaling and pixel size as ``whalescan detect`` reads them:
+:mod:`jobs.labelled_scenes`), holds out the bottom
 ``val_strip`` of every scene (:mod:`models.scene_holdout`) and the last ``val_scenes`` scenes for
 per-epoch AP, and trains :mod:`models.detector` data-parallel with the
 classifier's machinery (:func:`jobs.ray_train.fit`: checkpoints, ``resume``, progress).
@@ -9,21 +10,18 @@ classifier's machinery (:func:`jobs.ray_train.fit`: checkpoints, ``resume``, pro
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from jobs.labelled_scenes import FACE_PX, LabelledScenes, load_labelled_scenes
 from jobs.ray_train import RunPaths, TrainError, check_field, check_run, fit_run, read_checkpoint
 from models.bundle import TEST_TIME_VIEWS
 
 log = logging.getLogger(__name__)
-CLASS = "whale_face"
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,8 @@ class DetectorTrainConfig(RunPaths):
     quarter turns) the bundle's scorer averages (:class:`models.detector.FlipAverage`; the
     threshold is tuned with them). ``scene_column``, ``point_box_m``: how to read a vector labels
     file; ``label``: the faces' class(es), comma-separated (:func:`labels.read.select_class`;
-    None: every labelled box).
+    None: every labelled box); ``face_px``: the median face size training and detection work at
+    when the labelled faces are much larger (:mod:`jobs.labelled_scenes`; None: the scenes' GSD).
     """
 
     labels: Path
@@ -69,6 +68,7 @@ class DetectorTrainConfig(RunPaths):
     scene_column: str | None = None
     point_box_m: float | None = None
     label: str | None = None
+    face_px: float | None = FACE_PX
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", Path(self.labels))
@@ -79,23 +79,11 @@ class DetectorTrainConfig(RunPaths):
         check_field(self.crops_per_epoch >= self.batch_size, "crops_per_epoch",
                self.crops_per_epoch, f"≥ batch_size ({self.batch_size})")  # fmt: skip
         check_field(self.width >= 4, "width", self.width, "≥ 4")
+        check_field(self.face_px is None or self.face_px >= 8, "face_px", self.face_px, "≥ 8 px")
         check_field(self.test_time_flips in TEST_TIME_VIEWS, "test_time_flips",
                     self.test_time_flips, f"one of {TEST_TIME_VIEWS}")  # fmt: skip
         check_field(self.val_scenes >= 0, "val_scenes", self.val_scenes, "≥ 0")
         check_field(0 <= self.val_strip < 1, "val_strip", self.val_strip, "in [0, 1)")
-
-
-@dataclass(frozen=True)
-class LabelledScenes:
-    """Scenes loaded whole: uint8 (3, H, W) on the 0..255 scale, the boxes of the faces' class
-    ``label``, and the ground scale."""
-
-    uris: tuple[str, ...]
-    images: tuple[np.ndarray, ...]
-    boxes: tuple[np.ndarray, ...]
-    gsd_m: float | None
-    fingerprint: str
-    label: str = CLASS
 
 
 def train_detector(labels_path: str | Path, out: str | Path, **opts: Any):
@@ -111,8 +99,8 @@ def run_train_detector(config: DetectorTrainConfig):
     from models.detector_loop import train_detector_per_worker
 
     data = load_labelled_scenes(
-        config.labels, scene_column=config.scene_column, point_box_m=config.point_box_m,
-        label=config.label,
+        config.labels, config.face_px, scene_column=config.scene_column,
+        point_box_m=config.point_box_m, label=config.label,
     )  # fmt: skip
     parts = hold_out(config, data)
     loop = detector_loop_config(config, parts, data.fingerprint)
@@ -191,53 +179,6 @@ def detector_loop_config(config: DetectorTrainConfig, parts: HeldOut, fingerprin
         max_box_px=float(2 * sides.max()), match_radius=float(np.median(sides) / 2),
         max_steps=config.max_steps, warmup_epochs=1.0,
     )  # fmt: skip
-
-
-def load_labelled_scenes(labels_path: str | Path, **reading: Any) -> LabelledScenes:
-    """Read the labels and every scene they name (whole, as ``detect`` would read it).
-
-    ``reading``: ``scene_column``, ``point_box_m`` (:func:`labels.read.read_labels`) and
-    ``label`` (:func:`labels.read.select_class`).
-    """
-    from rasterio.windows import Window
-
-    from tiling.bands import resolve_scaling, select_bands
-    from tiling.read import read_window
-    from tiling.scene import open_scene, scene_env
-
-    labelled, label = read_scene_labels(labels_path, **reading)
-    images, boxes, gsds = [], [], []
-    h = hashlib.sha256(Path(labels_path).read_bytes())
-    h.update(f"class:{label}".encode())
-    for item in labelled:
-        with scene_env(item.scene), open_scene(item.scene) as ds:
-            bands = select_bands(ds, item.scene, None)
-            window = Window(0, 0, ds.width, ds.height)
-            pixels, _ = read_window(
-                ds, item.scene, window, bands, resolve_scaling(ds, bands, "auto")
-            )
-            gsds.append(abs(ds.transform.a) if ds.crs and ds.crs.is_projected else None)
-            h.update(
-                f"{item.scene}:{ds.width}x{ds.height}:{os.path.getmtime(item.scene) if os.path.exists(item.scene) else ''}".encode()
-            )
-        images.append(np.rint(pixels).astype(np.uint8))
-        boxes.append(np.asarray(item.boxes, np.float64).reshape(-1, 4))
-    gsd = (
-        gsds[0]
-        if gsds and all(g is not None and math.isclose(g, gsds[0], rel_tol=0.01) for g in gsds)
-        else None
-    )
-    return LabelledScenes(
-        tuple(i.scene for i in labelled), tuple(images), tuple(boxes), gsd, h.hexdigest(), label
-    )
-
-
-def read_scene_labels(labels_path: str | Path, label: str | None = None, **how: Any):
-    """(the labelled scenes with the faces' boxes only, the faces' class name): a DeepForest CSV
-    or a vector file read as :func:`labels.read.read_labels` does (``how``: its options)."""
-    from labels.read import read_labels, select_class
-
-    return select_class(read_labels(labels_path, **how), label, labels_path)
 
 
 def _channel_stats(images) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -18,7 +18,7 @@ __all__ = ["DETECTOR_OPTIONS", "chips_dir", "cut_training_chips", "train_detecto
 
 DETECTOR_OPTIONS = (
     "epochs", "workers", "batch_size", "lr", "augment", "storage", "resume", "address", "seed",
-    "cpus_per_worker", "progress", "scene_column", "point_box_m", "label",
+    "cpus_per_worker", "progress", "scene_column", "point_box_m", "label", "face_px",
 )  # fmt: skip
 """``train`` options the detector takes too; the others are the classifier's."""
 

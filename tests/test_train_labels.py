@@ -65,10 +65,15 @@ def test_train_labels_without_arch_calls_the_detector(labelled, tmp_path, monkey
     assert res.exit_code == 0, res.output
     assert calls == [(labelled.resolve(), out.resolve(), {"epochs": 3, "lr": 0.01})]
     assert '"val_ap": 0.5' in res.output
-    args = ["--label", "Whale", "--scene-column", "tif", "--point-box-m", "3"]
+    args = ["--label", "Whale", "--scene-column", "tif", "--point-box-m", "3", "--face-px", "0"]
     res = CliRunner().invoke(train, [str(labelled), "--out", str(out), *args])
     assert res.exit_code == 0, res.output
-    assert calls[-1][2] == {"label": "Whale", "scene_column": "tif", "point_box_m": 3.0}
+    assert calls[-1][2] == {"label": "Whale", "scene_column": "tif", "point_box_m": 3.0,
+                            "face_px": None}  # fmt: skip
+    res = CliRunner().invoke(train, [str(labelled), "--out", str(out), "--face-px", "48"])
+    assert res.exit_code == 0 and calls[-1][2] == {"face_px": 48.0}
+    res = CliRunner().invoke(train, [str(labelled), "--out", str(out), "--face-px", "48", "--arch", "whalenet"])  # fmt: skip
+    assert res.exit_code == 2 and "--face-px: a box-detector option" in res.output
     res = CliRunner().invoke(train, [str(labelled), "--out", str(out), "--object-size", "30"])
     assert res.exit_code == 2 and "--object-size: classifier option" in res.output
 
