@@ -24,8 +24,10 @@ box is clipped to the scene. Rows of a vector file are numbered from 0 (the fram
 :func:`read_labels` keeps every class; :func:`select_class` keeps those that are the faces (all
 of them unless named: ``--label``).
 
-Boxes must lie in the scene; a box that overshoots an edge by at most :data:`EDGE_TOLERANCE_PX`
-(reprojection round-off, annotation tools that snap to the pixel edge) is clipped to it.
+Boxes must overlap their scene. One that overshoots an edge is clipped to it: silently by up to
+:data:`EDGE_TOLERANCE_PX` (reprojection round-off, annotation tools that snap to the pixel
+edge), with a warning beyond (a face cut by the frame, labelled whole); one wholly outside is an
+error (the wrong scene or coordinates).
 """
 
 from __future__ import annotations
@@ -400,7 +402,7 @@ def _open_scene(uri: str, where: str) -> _Scene:
 
 
 def _check_boxes(boxes: np.ndarray, scene: _Scene, where: Sequence[str]) -> np.ndarray:
-    """Reject non-finite, empty or out-of-scene boxes; clip overshoots up to the tolerance."""
+    """Reject non-finite, empty or out-of-scene boxes; clip the others to the scene."""
     for i, box in enumerate(boxes):
         if not np.isfinite(box).all():
             raise LabelsError(f"{where[i]}: box {box.tolist()} is not finite")
@@ -409,14 +411,19 @@ def _check_boxes(boxes: np.ndarray, scene: _Scene, where: Sequence[str]) -> np.n
                 f"{where[i]}: box {box.tolist()} has a negative or zero size "
                 "(expected xmin < xmax and ymin < ymax)"
             )
-        t = EDGE_TOLERANCE_PX
-        if box[0] < -t or box[1] < -t or box[2] > scene.width + t or box[3] > scene.height + t:
+        if box[2] <= 0 or box[3] <= 0 or box[0] >= scene.width or box[1] >= scene.height:
             raise LabelsError(
                 f"{where[i]}: box {box.tolist()} lies outside scene {scene.uri!r} "
                 f"({scene.width} x {scene.height} px)"
             )
-    if len(boxes):
-        boxes = boxes.copy()
-        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, scene.width)
-        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, scene.height)
-    return boxes
+    if not len(boxes):
+        return boxes
+    clipped = boxes.copy()
+    clipped[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, scene.width)
+    clipped[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, scene.height)
+    over = np.abs(clipped - boxes).max(axis=1) > EDGE_TOLERANCE_PX
+    if over.any():
+        log.warning("%s: %d box(es) overhang scene %r (%d x %d px) by up to %.0f px; clipped to it",
+                    where[int(np.flatnonzero(over)[0])], int(over.sum()), scene.uri, scene.width,
+                    scene.height, float(np.abs(clipped - boxes).max()))  # fmt: skip
+    return clipped

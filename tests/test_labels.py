@@ -188,7 +188,7 @@ def test_vector_without_crs_is_in_pixels_and_scene_column_can_be_named(scenes, t
         (["a.tif", "10", "x", "50", "60", "whale_face"], r"row 2: ymin='x' is not a number"),
         (["a.tif", "50", "20", "10", "60", "whale_face"], r"row 2: box .* negative or zero size"),
         (
-            ["a.tif", "180", "20", "220", "60", "whale_face"],
+            ["a.tif", "200", "20", "240", "60", "whale_face"],
             r"row 2: box .* outside scene .*a\.tif.*\(200 x 150 px\)",
         ),  # fmt: skip
         (
@@ -204,6 +204,19 @@ def test_bad_csv_rows_are_named(scenes, row, message):
         read_labels(path)
     assert "bad.csv" in str(err.value)
     assert isinstance(err.value, ValueError)
+
+
+def test_boxes_overhanging_the_scene_are_clipped_with_a_warning(scenes, caplog):
+    """A face cut by the frame but labelled whole: clipped, not refused; 1 px of round-off is
+    clipped without a word."""
+    rows = [
+        ["a.tif", 180, -12, 220, 20, "whale_face"],
+        ["a.tif", -0.5, 10, 30, 150.5, "whale_face"],
+    ]
+    [result] = read_labels(_write_csv(scenes / "edge.csv", rows))
+    np.testing.assert_array_equal(result.boxes, [[180, 0, 200, 20], [0, 10, 30, 150]])
+    assert "edge.csv' row 2: 1 box(es) overhang scene" in caplog.text
+    assert "by up to 20 px; clipped" in caplog.text
 
 
 def test_csv_missing_columns_are_listed(tmp_path):
