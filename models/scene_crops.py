@@ -3,8 +3,9 @@
 Each epoch draws ``crops_per_epoch`` crops: a ``positive_fraction`` centred near a random label
 (its centre anywhere in the supervised area), a ``hard_fraction`` centred on mined hard
 negatives (false alarms of an earlier model on the training scenes), the rest anywhere — sea,
-distractors and the scene border, where pixels past the edge are 0 exactly as
-:func:`tiling.read.read_window` fills them at detection time. Views (``augment``): the eight
+distractors and the scene border, where pixels past the edge are 0 (detection's
+:func:`tiling.read.read_window` now fills them with the scene's median colour: a known
+difference, docs/approach3.md "What is left"). Views (``augment``): the eight
 flips/turns (boxes follow), brightness/contrast ``jitter`` of the pixels inside the scene, and
 the ``scale`` and ``look`` changes of :mod:`models.scene_augment`.
 
