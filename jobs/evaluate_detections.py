@@ -34,7 +34,7 @@ class EvaluateConfig:
     iou: float = 0.5  # a detection matches a label at IoU ≥ this (also scored by centre-in-box)
     scene_column: str | None = None
     point_box_m: float | None = None
-    label: str | None = None  # the faces' class(es): labels.read.select_class
+    label: str | None = None  # the faces' class(es), comma-separated; None: every box
 
     def __post_init__(self) -> None:
         check_reports_root(self.reports, "EvaluateConfig.reports")
@@ -53,15 +53,13 @@ def box_iou(det_boxes: np.ndarray, truth_boxes: np.ndarray) -> np.ndarray:
 
 def run_evaluate(config: EvaluateConfig):
     """Read the labels and the reports and score them; returns ``reports.evaluate.Evaluation``."""
-    from labels.read import read_labels, select_class
+    from labels.read import read_labels
     from reports.evaluate import evaluate_reports
     from reports.store import open_store
 
     truth: dict[str, np.ndarray] = {}
-    labelled = read_labels(
-        config.labels, scene_column=config.scene_column, point_box_m=config.point_box_m
-    )
-    for s in select_class(labelled, config.label, config.labels)[0]:
+    for s in read_labels(config.labels, scene_column=config.scene_column,
+                         point_box_m=config.point_box_m, label=config.label):  # fmt: skip
         truth[s.scene] = np.concatenate([truth.get(s.scene, np.zeros((0, 4))), s.boxes])
     return evaluate_reports(open_store(config.reports), truth, box_iou, config.iou)
 

@@ -25,24 +25,22 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-CLASS = "whale_face"
 FACE_PX = 32.0  # the face size the detector was designed around (CentreNet's size_ref)
 ENLARGED = 1.5  # faces over this × face_px are brought down to face_px
 
 
 @dataclass(frozen=True)
 class LabelledScenes:
-    """Scenes loaded whole: uint8 (3, H, W) on the 0..255 scale on the working grid, the boxes of
-    the faces' class ``label`` in its pixels, and its ground scale ``gsd_m`` (None: native pixels
-    of scenes without one). ``scale``: native px per working px of each scene."""
+    """Scenes loaded whole: uint8 (3, H, W) on the 0..255 scale on the working grid, the faces'
+    boxes in its pixels, the name they go by (``label``), and the grid's ground scale ``gsd_m``
+    (None: native pixels of scenes without one)."""
 
     uris: tuple[str, ...]
     images: tuple[np.ndarray, ...]
     boxes: tuple[np.ndarray, ...]
     gsd_m: float | None
     fingerprint: str
-    label: str = CLASS
-    scale: tuple[float, ...] = ()
+    label: str
 
 
 def load_labelled_scenes(
@@ -51,26 +49,25 @@ def load_labelled_scenes(
     """Read the labels and every scene they name, whole, on the working grid (module doc).
 
     ``face_px``: None keeps the scenes' own GSD whatever the faces' size. ``reading``:
-    ``scene_column``, ``point_box_m`` (:func:`labels.read.read_labels`) and ``label``
-    (:func:`labels.read.select_class`).
+    ``scene_column``, ``point_box_m`` and ``label`` (:func:`labels.read.read_labels`).
     """
-    labelled, label = read_scene_labels(labels_path, **reading)
-    gsds = [_gsd(item.scene) for item in labelled]
+    from labels.read import face_class, read_labels
+
+    labelled = read_labels(labels_path, **reading)
+    label = face_class(labelled)
+    gsds = [_gsd(item.scene) for item in labelled]  # headers only: the grid needs them all
     target = working_gsd(gsds, [item.boxes for item in labelled], face_px)
     h = hashlib.sha256(Path(labels_path).read_bytes())
-    h.update(f"class:{label}:gsd:{target}".encode())
-    images, boxes, scales = [], [], []
+    h.update(f"classes:{reading.get('label')}:gsd:{target}".encode())
+    images, boxes = [], []
     for item in labelled:
         image, grid = _read_whole(item.scene, target)
         images.append(image)
-        boxes.append(
-            np.asarray(item.boxes, np.float64).reshape(-1, 4) / [grid.fx, grid.fy, grid.fx, grid.fy]
-        )
-        scales.append(grid.scale)
+        boxes.append(item.boxes / np.array([grid.fx, grid.fy] * 2))  # native px → grid px
         mtime = os.path.getmtime(item.scene) if os.path.exists(item.scene) else ""
         h.update(f"{item.scene}:{image.shape}:{mtime}".encode())
-    return LabelledScenes(tuple(i.scene for i in labelled), tuple(images), tuple(boxes), target,
-                          h.hexdigest(), label, tuple(scales))  # fmt: skip
+    uris = tuple(i.scene for i in labelled)
+    return LabelledScenes(uris, tuple(images), tuple(boxes), target, h.hexdigest(), label)
 
 
 def working_gsd(gsds: list, boxes: list[np.ndarray], face_px: float | None) -> float | None:
@@ -90,18 +87,10 @@ def working_gsd(gsds: list, boxes: list[np.ndarray], face_px: float | None) -> f
     median_px = float(np.median(sides_m)) / coarsest
     if median_px <= ENLARGED * face_px:
         return coarsest
-    log.info("the median labelled face is %.0f px at %.3g m/px: training and detection work at "
-                "%.3g m/px, where it is %.0f px", median_px, coarsest,
-                coarsest * median_px / face_px, face_px)  # fmt: skip
-    return coarsest * median_px / face_px
-
-
-def read_scene_labels(labels_path: str | Path, label: str | None = None, **how: Any):
-    """(the labelled scenes with the faces' boxes only, the faces' class name): a DeepForest CSV
-    or a vector file read as :func:`labels.read.read_labels` does (``how``: its options)."""
-    from labels.read import read_labels, select_class
-
-    return select_class(read_labels(labels_path, **how), label, labels_path)
+    target = coarsest * median_px / face_px
+    log.info("median labelled face %.0f px at %.3g m/px: training and detection work at %.3g "
+             "m/px, where it is %.0f px", median_px, coarsest, target, face_px)  # fmt: skip
+    return target
 
 
 def _gsd(uri: str):

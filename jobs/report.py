@@ -83,16 +83,9 @@ def run_report(config: ReportConfig):
     if config.labels is not None:
         from jobs.evaluate_detections import EvaluateConfig, run_evaluate
 
-        evaluation = run_evaluate(
-            EvaluateConfig(
-                config.reports,
-                config.labels,
-                config.iou,
-                config.scene_column,
-                config.point_box_m,
-                config.label,
-            )  # fmt: skip
-        )
+        how = {"scene_column": config.scene_column, "point_box_m": config.point_box_m,
+               "label": config.label}  # fmt: skip
+        evaluation = run_evaluate(EvaluateConfig(config.reports, config.labels, config.iou, **how))
     store = open_store(config.reports)
     return write_html_report(
         store, config.out_dir, config.scenes, heatmap=config.heatmap, top_n=config.top_n,

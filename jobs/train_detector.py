@@ -35,7 +35,7 @@ class DetectorTrainConfig(RunPaths):
     are mined (default: a third of the way; 0 = never); ``test_time_flips``: views (mirrors and
     quarter turns) the bundle's scorer averages (:class:`models.detector.FlipAverage`; the
     threshold is tuned with them). ``scene_column``, ``point_box_m``: how to read a vector labels
-    file; ``label``: the faces' class(es), comma-separated (:func:`labels.read.select_class`;
+    file; ``label``: the faces' class(es), comma-separated (:func:`labels.read.read_labels`;
     None: every labelled box); ``face_px``: the median face size training and detection work at
     when the labelled faces are much larger (:mod:`jobs.labelled_scenes`; None: the scenes' GSD).
     """

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labels.read import LabelsError, SceneLabels, read_labels, select_class
+from labels.read import LabelsError, SceneLabels, read_labels
 
 __all__ = ["NEGATIVE_MIX", "ChipsConfig", "ChipsSummary", "cut_chips"]
 
@@ -66,7 +66,7 @@ class ChipsConfig:
     jitter_px: float = 3.0  # a positive's centre is the chip centre ± this (chip px)
     scene_column: str | None = None  # vector labels: the column naming each row's scene
     point_box_m: float | None = None  # vector labels: box side for points, ground metres
-    label: str | None = None  # the faces' class(es): labels.read.select_class
+    label: str | None = None  # the faces' class(es), comma-separated; None: every box
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", Path(self.labels))
@@ -122,13 +122,8 @@ class ChipsSummary:
 def cut_chips(config: ChipsConfig) -> ChipsSummary:
     """Cut the dataset ``config`` describes; existing PNGs under ``config.out`` are replaced."""
     start = time.perf_counter()
-    scenes, _ = select_class(
-        read_labels(
-            config.labels, scene_column=config.scene_column, point_box_m=config.point_box_m
-        ),
-        config.label,
-        config.labels,
-    )
+    scenes = read_labels(config.labels, scene_column=config.scene_column,
+                         point_box_m=config.point_box_m, label=config.label)  # fmt: skip
     if len(scenes) < 2:
         raise LabelsError(
             f"{str(config.labels)!r}: {len(scenes)} scene(s); the train/val split is by scene, "

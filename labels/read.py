@@ -21,8 +21,8 @@ true metres), or,
 without ``point_box_m``, the median pixel width and height of the file's box labels; a point
 box is clipped to the scene. Rows of a vector file are numbered from 0 (the frame's index).
 
-:func:`read_labels` keeps every class; :func:`select_class` keeps those that are the faces (all
-of them unless named: ``--label``).
+Every box is a face whatever its class is called, unless ``label`` (``--label``) names the
+faces' classes: then the other classes' boxes (boats, flukes) are dropped.
 
 Boxes must overlap their scene. One that overshoots an edge is clipped to it: silently by up to
 :data:`EDGE_TOLERANCE_PX` (reprojection round-off, annotation tools that snap to the pixel
@@ -52,7 +52,7 @@ __all__ = [
     "LabelsError",
     "SceneLabels",
     "read_labels",
-    "select_class",
+    "face_class",
 ]
 
 log = logging.getLogger(__name__)
@@ -105,13 +105,19 @@ class _Scene:
 
 
 def read_labels(
-    path: str | Path, *, scene_column: str | None = None, point_box_m: float | None = None
+    path: str | Path,
+    *,
+    scene_column: str | None = None,
+    point_box_m: float | None = None,
+    label: str | None = None,
 ) -> list[SceneLabels]:
     """Face boxes per scene from a DeepForest CSV or a vector file, in order of first mention.
 
+    ``label``: the faces' class, or several comma-separated (``adult,calf``); None takes every
+    box whatever its class is called (a one-class detector learns every labelled object).
     Raises :class:`LabelsError` (a ``ValueError``) naming the file, the row and the problem for
     missing columns, non-numeric or negative-size boxes, boxes outside their scene, scenes that
-    cannot be opened and point labels with no size to give them.
+    cannot be opened, point labels with no size to give them and a ``label`` no box has.
     """
     path = Path(path)
     if point_box_m is not None and not (math.isfinite(point_box_m) and point_box_m > 0):
@@ -119,40 +125,40 @@ def read_labels(
     if not path.is_file():
         raise LabelsError(f"{str(path)!r}: no such labels file")
     if path.suffix.lower() == ".csv":
-        return _read_csv(path)
-    return _read_vector(path, scene_column, point_box_m)
+        scenes = _read_csv(path)
+    else:
+        scenes = _read_vector(path, scene_column, point_box_m)
+    return _keep_classes(scenes, label, path)
 
 
-def select_class(
-    scenes: Sequence[SceneLabels], label: str | None, source: str | Path
-) -> tuple[list[SceneLabels], str]:
-    """``scenes`` with only the whale faces' boxes, and the name the faces go by.
+def face_class(scenes: Sequence[SceneLabels]) -> str:
+    """The name the faces go by: their one class, else :data:`DEFAULT_LABEL`."""
+    names = {lab for s in scenes for lab in s.labels}
+    return names.pop() if len(names) == 1 else DEFAULT_LABEL
 
-    ``label``: the faces' class, or several comma-separated (``adult,calf``). None takes every
-    box whatever its class (a one-class detector learns every labelled object; the classes are
-    logged when there are several). A name no box has raises :class:`LabelsError` listing the
-    classes (``source``: the labels file, for the message). Every scene is kept: one left without
-    boxes is a scene without faces. The name is the one class kept, else :data:`DEFAULT_LABEL`.
-    """
+
+def _keep_classes(scenes: list[SceneLabels], label: str | None, path: Path) -> list[SceneLabels]:
+    """``scenes`` with the boxes of ``label``'s classes (comma-separated) only; all when None,
+    with a warning naming the classes if there are several. Every scene is kept: one left
+    without boxes is a scene without faces."""
     names = sorted({lab for s in scenes for lab in s.labels})
-    wanted = names if label is None else [n.strip() for n in label.split(",") if n.strip()]
-    unknown = [n for n in wanted if n not in names] if names else []
-    if unknown or not (wanted or label is None):
+    if label is None:
+        if len(names) > 1:
+            log.warning("%s: every box is a face, of the %d classes %s; --label keeps some",
+                        path, len(names), names)  # fmt: skip
+        return scenes
+    wanted = {n.strip() for n in label.split(",")} - {""}
+    unknown = sorted(wanted - set(names)) if names else []
+    if unknown or not wanted:
         raise LabelsError(
-            f"{str(source)!r}: no box is labelled {unknown or label!r}; the classes are {names}"
+            f"{str(path)!r}: no box is labelled {unknown or label!r}; the classes are {names}"
         )
-    if label is None and len(names) > 1:
-        log.warning("%s: every box is a face, of the %d classes %s; --label keeps some",
-                    source, len(names), names)  # fmt: skip
     kept = []
     for s in scenes:
-        keep = np.isin(np.array(s.labels, dtype=object), wanted).reshape(-1)
-        kept.append(
-            SceneLabels(
-                s.scene, s.boxes[keep], [lab for lab, k in zip(s.labels, keep, strict=True) if k]
-            )
-        )
-    return kept, wanted[0] if len(wanted) == 1 else DEFAULT_LABEL
+        keep = [lab in wanted for lab in s.labels]
+        labels = [lab for lab in s.labels if lab in wanted]
+        kept.append(SceneLabels(s.scene, s.boxes[np.array(keep, bool)], labels))
+    return kept
 
 
 # --- DeepForest CSV ---

@@ -13,7 +13,7 @@ import pytest
 import shapely
 from rasterio.transform import from_origin
 
-from labels.read import DEFAULT_LABEL, LabelsError, SceneLabels, read_labels, select_class
+from labels.read import DEFAULT_LABEL, LabelsError, SceneLabels, face_class, read_labels
 from tests.helpers import write_tif
 
 # Scene "a": 200 x 150 px in UTM 19N at 0.1 m; scene "b": 120 x 100 px, also UTM, elsewhere.
@@ -233,36 +233,34 @@ def test_csv_headers_match_without_case_or_blanks_and_label_is_optional(scenes):
     assert result.labels == (DEFAULT_LABEL,)
 
 
-def _classes(scenes: Path, names: list[str]) -> list[SceneLabels]:
+def _classes(scenes: Path, names: list[str]) -> Path:
     rows = [["a.tif", *box, n] for box, n in zip(BOXES["a.tif"], names, strict=True)]
-    return read_labels(_write_csv(scenes / "c.csv", [*rows, ["b.tif", *BOXES["b.tif"][0], "boat"]]))
+    return _write_csv(scenes / "c.csv", [*rows, ["b.tif", *BOXES["b.tif"][0], "boat"]])
 
 
-def test_select_class_takes_every_box_whatever_the_classes_are_called(scenes, caplog):
+def test_every_box_is_a_face_whatever_the_classes_are_called(scenes, caplog):
     one = read_labels(
         _write_csv(scenes / "w.csv", [["a.tif", *b, "Whale"] for b in BOXES["a.tif"]])
     )
-    kept, name = select_class(one, None, "w.csv")
-    assert name == "Whale" and len(kept[0].boxes) == 3 and not caplog.records
-    kept, name = select_class(_classes(scenes, ["adult", "calf", "adult"]), None, "c.csv")
-    assert name == DEFAULT_LABEL and [len(s.boxes) for s in kept] == [3, 1]
+    assert face_class(one) == "Whale" and len(one[0].boxes) == 3 and not caplog.records
+    several = read_labels(_classes(scenes, ["adult", "calf", "adult"]))
+    assert face_class(several) == DEFAULT_LABEL and [len(s.boxes) for s in several] == [3, 1]
     assert "c.csv: every box is a face, of the 3 classes ['adult', 'boat', 'calf']" in caplog.text
 
 
-def test_select_class_keeps_the_named_classes_and_the_emptied_scenes(scenes):
-    labelled = _classes(scenes, ["adult", "calf", "adult"])
-    kept, name = select_class(labelled, "adult", "c")
-    by = _by_scene(kept)
-    assert name == "adult"
+def test_label_keeps_the_named_classes_and_the_emptied_scenes(scenes):
+    path = _classes(scenes, ["adult", "calf", "adult"])
+    by = _by_scene(read_labels(path, label="adult"))
+    assert face_class(by.values()) == "adult"
     np.testing.assert_array_equal(by["a.tif"].boxes, BOXES["a.tif"][[0, 2]])
     assert len(by["b.tif"].boxes) == 0  # only a boat: a scene without faces, still a negative
-    kept, name = select_class(labelled, "adult, calf", "c")
-    assert name == DEFAULT_LABEL and _by_scene(kept)["a.tif"].labels == ("adult", "calf", "adult")
-    assert len(_by_scene(kept)["b.tif"].boxes) == 0
+    by = _by_scene(read_labels(path, label="adult, calf"))
+    assert face_class(by.values()) == DEFAULT_LABEL
+    assert by["a.tif"].labels == ("adult", "calf", "adult") and len(by["b.tif"].boxes) == 0
     with pytest.raises(LabelsError, match=r"c\.csv.*no box is labelled \['whale'\]; the classes are \['adult', 'boat', 'calf'\]"):  # fmt: skip
-        select_class(labelled, "adult,whale", scenes / "c.csv")
+        read_labels(path, label="adult,whale")
     with pytest.raises(LabelsError, match=r"no box is labelled ','"):
-        select_class(labelled, ",", scenes / "c.csv")
+        read_labels(path, label=",")
 
 
 def test_points_with_no_size_and_crs_labels_on_an_ungeoreferenced_scene(scenes, tmp_path):
