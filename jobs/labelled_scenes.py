@@ -32,12 +32,14 @@ ENLARGED = 1.5  # faces over this × face_px are brought down to face_px
 @dataclass(frozen=True)
 class LabelledScenes:
     """Scenes loaded whole: uint8 (3, H, W) on the 0..255 scale on the working grid, the faces'
-    boxes in its pixels, the name they go by (``label``), and the grid's ground scale ``gsd_m``
+    boxes in its pixels, each scene's ``fills`` (float32 (3,): the colour ``detect`` gives pixels
+    past its edge), the name the faces go by (``label``), and the grid's ground scale ``gsd_m``
     (None: native pixels of scenes without one)."""
 
     uris: tuple[str, ...]
     images: tuple[np.ndarray, ...]
     boxes: tuple[np.ndarray, ...]
+    fills: tuple[np.ndarray, ...]
     gsd_m: float | None
     fingerprint: str
     label: str
@@ -59,15 +61,18 @@ def load_labelled_scenes(
     target = working_gsd(gsds, [item.boxes for item in labelled], face_px)
     h = hashlib.sha256(Path(labels_path).read_bytes())
     h.update(f"classes:{reading.get('label')}:gsd:{target}".encode())
-    images, boxes = [], []
+    images, boxes, fills = [], [], []
     for item in labelled:
-        image, grid = _read_whole(item.scene, target)
+        image, grid, fill = _read_whole(item.scene, target)
         images.append(image)
+        fills.append(fill)
         boxes.append(item.boxes / np.array([grid.fx, grid.fy] * 2))  # native px → grid px
         mtime = os.path.getmtime(item.scene) if os.path.exists(item.scene) else ""
         h.update(f"{item.scene}:{image.shape}:{mtime}".encode())
     uris = tuple(i.scene for i in labelled)
-    return LabelledScenes(uris, tuple(images), tuple(boxes), target, h.hexdigest(), label)
+    return LabelledScenes(
+        uris, tuple(images), tuple(boxes), tuple(fills), target, h.hexdigest(), label
+    )
 
 
 def working_gsd(gsds: list, boxes: list[np.ndarray], face_px: float | None) -> float | None:
@@ -103,11 +108,12 @@ def _gsd(uri: str):
 
 
 def _read_whole(uri: str, target_m: float | None):
-    """(uint8 (3, H, W) image of ``uri`` on its grid at ``target_m``, that ``ScoredGrid``)."""
+    """(uint8 (3, H, W) image of ``uri`` on its grid at ``target_m``, that ``ScoredGrid``, the
+    float32 (3,) colour of pixels past its edge)."""
     from rasterio.windows import Window
 
     from tiling.bands import resolve_scaling, select_bands
-    from tiling.read import read_window
+    from tiling.read import fill_colour, read_window
     from tiling.resample import ScoredView
     from tiling.sampling import scene_sampling
     from tiling.scene import open_scene, scene_env
@@ -122,4 +128,4 @@ def _read_whole(uri: str, target_m: float | None):
             pixels, _ = read_window(view.reader, uri, window, bands, scaling)
         finally:
             view.close()
-    return np.rint(pixels).astype(np.uint8), grid
+    return np.rint(pixels).astype(np.uint8), grid, fill_colour(scaling, len(pixels))

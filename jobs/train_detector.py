@@ -104,7 +104,8 @@ def run_train_detector(config: DetectorTrainConfig):
     )  # fmt: skip
     parts = hold_out(config, data)
     loop = detector_loop_config(config, parts, data.fingerprint)
-    payload = (parts.train_images, parts.train_boxes, parts.val_images, parts.val_boxes)
+    payload = (parts.train_images, parts.train_boxes, parts.train_fills,
+               parts.val_images, parts.val_boxes, parts.val_fills)  # fmt: skip
     result, seconds = fit_run(config, loop, payload, per_worker=train_detector_per_worker)
     return write_detector_bundle(config, data, parts, loop, result.checkpoint, seconds)
 
@@ -112,12 +113,14 @@ def run_train_detector(config: DetectorTrainConfig):
 @dataclass(frozen=True)
 class HeldOut:
     """Training and validation parts of the labelled scenes (uint8 (3, H, W) images, (N, 4) px
-    boxes of their own part) and what each part is, for the bundle."""
+    boxes of their own part, their scene's past-edge colour) and what each part is, for the bundle."""
 
     train_images: tuple[np.ndarray, ...]
     train_boxes: tuple[np.ndarray, ...]
+    train_fills: tuple[np.ndarray, ...]
     val_images: tuple[np.ndarray, ...]
     val_boxes: tuple[np.ndarray, ...]
+    val_fills: tuple[np.ndarray, ...]
     train_names: tuple[str, ...]
     val_names: tuple[str, ...]
 
@@ -129,32 +132,31 @@ def hold_out(config: DetectorTrainConfig, data: LabelledScenes) -> HeldOut:
     if config.val_scenes >= len(data.uris):
         raise TrainError(f"{str(config.labels)!r}: {len(data.uris)} scene(s), "
                          f"cannot hold out {config.val_scenes}")  # fmt: skip
-    scenes = [_Part(*p) for p in zip(data.images, data.boxes, data.uris, strict=True)]
+    scenes = [_Part(*p) for p in zip(data.images, data.boxes, data.fills, data.uris, strict=True)]
     split = len(scenes) - config.val_scenes
     train, val = scenes[:split], scenes[split:]
     if config.val_strip > 0:
-        cuts = [(split_scene(p.image, p.boxes, config.val_strip), p.name) for p in train]
-        val = [_Part(c.val_image, c.val_boxes, f"{u} rows {c.cut}:") for c, u in cuts] + val
-        train = [_Part(c.train_image, c.train_boxes, f"{u} rows :{c.cut}") for c, u in cuts]
-    (ti, tb, tn), (vi, vb, vn) = _columns(train), _columns(val)
-    return HeldOut(ti, tb, vi, vb, tn, vn)
+        cuts = [(split_scene(p.image, p.boxes, config.val_strip), p) for p in train]
+        val = [_Part(c.val_image, c.val_boxes, p.fill, f"{p.name} rows {c.cut}:")
+               for c, p in cuts] + val  # fmt: skip
+        train = [_Part(c.train_image, c.train_boxes, p.fill, f"{p.name} rows :{c.cut}")
+                 for c, p in cuts]  # fmt: skip
+    (ti, tb, tf, tn), (vi, vb, vf, vn) = _columns(train), _columns(val)
+    return HeldOut(ti, tb, tf, vi, vb, vf, tn, vn)
 
 
 class _Part(NamedTuple):
-    """One scene, or the part of one, with its boxes and a name saying which."""
+    """One scene, or the part of one, with its boxes, its scene's fill and a name saying which."""
 
     image: np.ndarray
     boxes: np.ndarray
+    fill: np.ndarray
     name: str
 
 
-def _columns(parts: list[_Part]) -> tuple[tuple, tuple, tuple]:
-    """(images, boxes, names) of ``parts``: the layout :class:`HeldOut` keeps."""
-    return (
-        tuple(p.image for p in parts),
-        tuple(p.boxes for p in parts),
-        tuple(p.name for p in parts),
-    )
+def _columns(parts: list[_Part]) -> tuple[tuple, ...]:
+    """(images, boxes, fills, names) of ``parts``: the layout :class:`HeldOut` keeps."""
+    return tuple(zip(*parts, strict=True)) if parts else ((),) * 4
 
 
 def detector_loop_config(config: DetectorTrainConfig, parts: HeldOut, fingerprint: str = ""):
@@ -195,7 +197,7 @@ def _channel_stats(images) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def tune_threshold(model, loop, images, boxes, flips: int = 1) -> tuple[float, float | None]:
+def tune_threshold(model, loop, images, boxes, fills, flips: int = 1) -> tuple[float, float | None]:
     """The score threshold with the best centre-F1 on ``images`` pooled (0.3 without any), scored
     as detection will (averaged over ``flips`` views). Of thresholds that tie for the
     best, the middle one: the F1 curve is flat over a range, and its middle transfers better than
@@ -211,8 +213,8 @@ def tune_threshold(model, loop, images, boxes, flips: int = 1) -> tuple[float, f
     model = FlipAverage(model, flips) if flips > 1 else model
     found = [
         predict_scene(model, norm, outputs, img, receptive_field=model.receptive_field,
-                      threshold=0.05, max_box_px=loop.max_box_px)
-        for img in images
+                      threshold=0.05, max_box_px=loop.max_box_px, fill=fill)
+        for img, fill in zip(images, fills, strict=True)
     ]  # fmt: skip
     pooled = pool_scenes(found, boxes, images)
     grid = np.round(np.arange(0.1, 0.75, 0.05), 2)
@@ -236,6 +238,7 @@ def write_detector_bundle(config: DetectorTrainConfig, data: LabelledScenes, par
     # threshold, the strips' alone up to 0.1 off either way (docs/approach3.md).
     threshold, f1 = tune_threshold(model, loop, parts.val_images + parts.train_images,
                                    parts.val_boxes + parts.train_boxes,
+                                   parts.val_fills + parts.train_fills,
                                    config.test_time_flips)  # fmt: skip
     last = history[-1]
     trained = sum(h["train_seconds"] for h in history)

@@ -148,7 +148,8 @@ class _DetectorWorker(_Worker):
         self.outputs = BoxOutputs(model.output_stride, model.size_ref)
         return model
 
-    def _make_loaders(self, train_scenes, train_boxes, val_scenes, val_boxes) -> None:
+    def _make_loaders(self, train_scenes, train_boxes, train_fills,
+                      val_scenes, val_boxes, val_fills) -> None:  # fmt: skip
         import ray.train.torch as rt
 
         loop = self.loop
@@ -156,7 +157,7 @@ class _DetectorWorker(_Worker):
             train_scenes, train_boxes, crop=loop.input_size, receptive_field=self.rf,
             stride=self.stride, crops_per_epoch=loop.crops_per_epoch,
             positive_fraction=loop.positive_fraction, hard_fraction=loop.hard_fraction,
-            augment=loop.augment, seed=loop.seed,
+            augment=loop.augment, seed=loop.seed, fills=train_fills,
         )  # fmt: skip
         self.sampler = DistributedSampler(
             self.train_set, self.world, self.rank, shuffle=loop.shuffle, seed=loop.seed
@@ -166,7 +167,7 @@ class _DetectorWorker(_Worker):
             drop_last=len(self.sampler) >= loop.batch_size,
         )  # fmt: skip
         self.train_loader = rt.prepare_data_loader(loader)
-        self.val_scenes, self.val_boxes = val_scenes, val_boxes
+        self.val_scenes, self.val_boxes, self.val_fills = val_scenes, val_boxes, val_fills
 
     def _one_epoch(self) -> dict[str, float]:
         loop = self.loop
@@ -201,10 +202,10 @@ class _DetectorWorker(_Worker):
         }
         return metrics
 
-    def _predict(self, image: np.ndarray, threshold: float):
+    def _predict(self, image: np.ndarray, fill: np.ndarray, threshold: float):
         return predict_scene(
             self._plain(), self.normalize, self.outputs, image, receptive_field=self.rf,
-            threshold=threshold, max_box_px=self.loop.max_box_px,
+            threshold=threshold, max_box_px=self.loop.max_box_px, fill=fill,
         )  # fmt: skip
 
     def _plain(self) -> nn.Module:
@@ -215,7 +216,7 @@ class _DetectorWorker(_Worker):
         if not len(self.val_scenes):
             return {}
         mine = range(self.rank, len(self.val_scenes), self.world)
-        found = {k: self._predict(self.val_scenes[k], 0.05) for k in mine}
+        found = {k: self._predict(self.val_scenes[k], self.val_fills[k], 0.05) for k in mine}
         found = _gather_dict(found, self.world)
         if self.rank != 0:
             return {}
@@ -228,7 +229,7 @@ class _DetectorWorker(_Worker):
         rows = []
         scenes, labels = self.train_set.scenes, self.train_set.boxes
         for s in range(self.rank, len(scenes), self.world):
-            boxes, _ = self._predict(scenes[s], self.loop.mine_threshold)
+            boxes, _ = self._predict(scenes[s], self.train_set.fills[s], self.loop.mine_threshold)
             c = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], 1)
             t = labels[s]
             tc = np.stack([(t[:, 0] + t[:, 2]) / 2, (t[:, 1] + t[:, 3]) / 2], 1)

@@ -3,8 +3,9 @@
 The labelled scenes come from one survey (one camera, altitude and sea state); the scenes to
 search may not. ``scale`` zooms the crop by a log-uniform factor in :data:`SCALE_RANGE` (other
 altitudes, bigger and smaller whales); ``look`` changes gamma, colour balance and haze, and
-adds blur and sensor noise (other cameras, light and weather). Both act on the in-scene pixels
-only: pixels past the scene edge stay exactly 0, as :func:`tiling.read.read_window` fills them.
+adds blur and sensor noise (other cameras, light and weather). The pointwise changes act on the
+whole crop, so the flat colour past the scene edge changes with the scene as its median would;
+blur and noise only inside the scene, as :func:`tiling.read.read_window` keeps that colour flat.
 Randomness comes only from the ``numpy.random.Generator`` passed in.
 """
 
@@ -44,20 +45,21 @@ def resize_crop(image: np.ndarray, valid: np.ndarray, side: int) -> tuple[np.nda
 
 
 def change_look(image: np.ndarray, valid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (3, C, C) → uint8 (3, C, C): gamma, per-channel gain, haze, blur and noise (each
-    drawn from ``rng``) applied to the pixels where ``valid`` (bool (C, C)); the others are 0."""
+    """uint8 (3, C, C) → uint8 (3, C, C): gamma, per-channel gain and haze (each drawn from
+    ``rng``) on every pixel; blur and noise on the pixels where ``valid`` (bool (C, C))."""
     # The pointwise changes as one lookup table per channel: (3, 256) float32 on the 0..1 scale.
     lut = (np.arange(256) / 255) ** log_uniform(rng, *GAMMA_RANGE)
     lut = lut[None] * (1 + COLOUR_GAIN * (2 * rng.random((3, 1)) - 1))
     if rng.random() < HAZE_P:
         a, veil = rng.uniform(0, HAZE_MAX), rng.uniform(0.6, 0.9)
         lut = lut * (1 - a) + a * veil
-    x = np.take_along_axis(lut.astype(np.float32), image.reshape(3, -1), 1).reshape(image.shape)
+    flat = np.take_along_axis(lut.astype(np.float32), image.reshape(3, -1), 1)
+    x = flat = flat.reshape(image.shape)
     if rng.random() < BLUR_P:
         x = blur(x, float(rng.uniform(*BLUR_SIGMA)))
     if rng.random() < NOISE_P:
         x = x + rng.normal(0, rng.uniform(0, NOISE_SIGMA) / 255, x.shape).astype(np.float32)
-    return np.where(valid, np.clip(np.rint(x * 255), 0, 255), 0).astype(np.uint8)
+    return np.clip(np.rint(np.where(valid, x, flat) * 255), 0, 255).astype(np.uint8)
 
 
 def blur(x: np.ndarray, sigma: float, radius: int = 2) -> np.ndarray:

@@ -3,11 +3,10 @@
 Each epoch draws ``crops_per_epoch`` crops: a ``positive_fraction`` centred near a random label
 (its centre anywhere in the supervised area), a ``hard_fraction`` centred on mined hard
 negatives (false alarms of an earlier model on the training scenes), the rest anywhere — sea,
-distractors and the scene border, where pixels past the edge are 0 (detection's
-:func:`tiling.read.read_window` now fills them with the scene's median colour: a known
-difference, docs/approach3.md "What is left"). Views (``augment``): the eight
-flips/turns (boxes follow), brightness/contrast ``jitter`` of the pixels inside the scene, and
-the ``scale`` and ``look`` changes of :mod:`models.scene_augment`.
+distractors and the scene border, where pixels past the edge take the scene's ``fills`` colour,
+as detection's :func:`tiling.read.read_window` gives them. Views (``augment``): the eight
+flips/turns (boxes follow), brightness/contrast ``jitter``, and the ``scale`` and ``look``
+changes of :mod:`models.scene_augment`.
 
 A crop is a pure function of (seed, epoch, index), so any number of data-parallel workers and
 any resume see the same crops.
@@ -27,15 +26,18 @@ from models.targets import encode_targets
 
 class SceneCrops(Dataset):
     """``scenes``: uint8 (3, H, W) arrays (0..255 after band scaling); ``boxes``: (N, 4) float
-    [xmin, ymin, xmax, ymax] scene px per scene. Items: (uint8 (3, C, C), heat (r, c), boxes
+    [xmin, ymin, xmax, ymax] scene px per scene; ``fills``: (3,) colour past each scene's edge
+    (default 0). Items: (uint8 (3, C, C), heat (r, c), boxes
     (4, r, c), weight (r, c)) tensors with C = ``crop`` and r = c = output cells of the crop."""
 
     def __init__(
         self, scenes, boxes, *, crop: int, receptive_field: int, stride: int,
         crops_per_epoch: int, positive_fraction: float = 0.5, hard_fraction: float = 0.0,
-        augment: tuple[str, ...] = ("flip", "rot90", "jitter"), seed: int = 0,
+        augment: tuple[str, ...] = ("flip", "rot90", "jitter"), seed: int = 0, fills=None,
     ):  # fmt: skip
         self.scenes = scenes
+        fills = [np.zeros(3)] * len(scenes) if fills is None else fills
+        self.fills = [np.clip(np.rint(f), 0, 255).astype(np.uint8) for f in fills]
         self.boxes = [np.asarray(b, np.float64).reshape(-1, 4) for b in boxes]
         self.crop, self.rf, self.stride = crop, receptive_field, stride
         self.cells = output_cells(crop, receptive_field, stride)
@@ -102,10 +104,12 @@ class SceneCrops(Dataset):
         return int(scene), int(round(cx - ox)), int(round(cy - oy))
 
     def _cut(self, scene: int, x0: int, y0: int, c: int) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 (3, c, c) pixels at (x0, y0) of ``scene`` (0 past its edge) and the in-scene mask."""
+        """uint8 (3, c, c) pixels at (x0, y0) of ``scene`` (its fill past the edge) and the
+        in-scene mask."""
         src = self.scenes[scene]
         _, h, w = src.shape
-        image = np.zeros((3, c, c), np.uint8)
+        image = np.empty((3, c, c), np.uint8)
+        image[...] = self.fills[scene][:, None, None]
         valid = np.zeros((c, c), bool)
         xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + c, w), min(y0 + c, h)
         if xa < xb and ya < yb:
@@ -114,7 +118,7 @@ class SceneCrops(Dataset):
         return image, valid
 
     def _view(self, image, valid, boxes, rng):
-        """Random flip/turn (boxes follow), jitter and look of in-scene pixels."""
+        """Random flip/turn (boxes follow), jitter and look."""
         c = self.crop
         if "rot90" in self.augment:
             for _ in range(int(rng.integers(4))):  # 90° counter-clockwise: (x, y) → (y, c − x)
@@ -125,7 +129,7 @@ class SceneCrops(Dataset):
             boxes = np.stack([c - boxes[:, 2], boxes[:, 1], c - boxes[:, 0], boxes[:, 3]], 1)
         if "jitter" in self.augment:
             b, k = 1 + 0.25 * (2 * rng.random(2) - 1)
-            image = np.where(valid, jitter(image, b, k), 0).astype(np.uint8)
+            image = jitter(image, b, k)
         if "look" in self.augment:
             image = change_look(image, valid, rng)
         return image, valid, boxes.reshape(-1, 4)

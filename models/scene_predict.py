@@ -19,21 +19,25 @@ from tiling.region_boxes import plan_scene_regions, region_boxes
 def predict_scene(
     net: nn.Module, normalize: nn.Module, outputs: BoxOutputs, image: np.ndarray, *,
     receptive_field: int, threshold: float, max_box_px: float, nms_iou: float = 0.3,
-    region: int = 1024,
+    region: int = 1024, fill: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """uint8/float (3, H, W) 0..255 scene → (boxes (N, 4) float64 scene px, scores (N,) float32).
 
-    ``net`` gives raw (N, 5, H', W') outputs; pixels past the scene edge are 0 and cannot peak.
+    ``net`` gives raw (N, 5, H', W') outputs. Pixels past the scene edge take ``fill`` (the
+    scene's (3,) colour there, as :func:`tiling.read.read_window` gives them; default 0) and
+    cannot peak.
     """
     was_training = net.training
     net.eval()
     params = CentreParams(int(outputs.stride), receptive_field, max_box_px, threshold, nms_iou)
     _, h, w = image.shape
     found_boxes, found_scores = [], []
+    fill = np.zeros((3, 1, 1), np.float32) if fill is None else np.reshape(fill, (3, 1, 1))
     for r in plan_scene_regions(w, h, region, params):
         read = r.read
         x0, y0, rw, rh = int(read.col_off), int(read.row_off), int(read.width), int(read.height)
-        pixels = np.zeros((3, rh, rw), np.float32)
+        pixels = np.empty((3, rh, rw), np.float32)
+        pixels[...] = fill
         valid = np.zeros((rh, rw), bool)
         xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + rw, w), min(y0 + rh, h)
         pixels[:, ya - y0 : yb - y0, xa - x0 : xb - x0] = image[:, ya:yb, xa:xb]

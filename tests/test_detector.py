@@ -200,3 +200,40 @@ def test_flip_average_rejects_other_view_counts():
     assert FlipAverage.COUNTS == TEST_TIME_VIEWS  # what bundle.json and the training config allow
     with pytest.raises(ValueError, match=r"expected one of \(1, 2, 4, 8\)"):
         FlipAverage(build_detector(width=4), 3)
+
+
+def test_past_edge_pixels_take_the_scene_fill_as_if_the_scene_went_on_in_it():
+    """With ``fill=c`` a cell whose view reaches past the edge scores what it scores on the
+    scene padded with c (``tiling.read`` gives those pixels the scene's fill), not what it
+    scores with a 0 fill. Compared: boxes 50–67 px from the edge, whose cells see past it
+    (half the 135 px field) but whose peak neighbourhood (48 px) lies inside the scene."""
+    torch.manual_seed(2)
+    net = build_detector(width=6)
+    with torch.no_grad():
+        net.head[-1].bias[0] = 0.5
+    rng = np.random.default_rng(2)
+    size, pad, fill = 300, 92, np.array([40.0, 90.0, 120.0], np.float32)
+    img = _painted_scene(rng, size, np.array([[54, 60, 90, 88], [200, 210, 246, 248]], float))
+    padded = np.empty((3, size + 2 * pad, size + 2 * pad), np.uint8)
+    padded[...] = fill.astype(np.uint8)[:, None, None]
+    padded[:, pad:-pad, pad:-pad] = img
+    run = dict(receptive_field=135, threshold=0.3, max_box_px=96, nms_iou=0.999, region=4096)
+    norm, outs = Normalize((0.2,) * 3, (0.2,) * 3), BoxOutputs(4, 32.0)
+
+    def near_edge(found, shift=0):
+        boxes, scores = found
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2 - shift
+        keep = ((centre >= 50) & (centre < size - 50)).all(1) & (
+            (centre < 68) | (centre >= size - 68)
+        ).any(1)
+        order = np.lexsort(boxes[keep].T[::-1])
+        return boxes[keep][order] - shift, scores[keep][order]
+
+    filled = near_edge(predict_scene(net, norm, outs, img, fill=fill, **run))
+    zero = near_edge(predict_scene(net, norm, outs, img, **run))
+    padded = near_edge(predict_scene(net, norm, outs, padded, **run), pad)
+    assert len(filled[0]) > 10
+    assert len(filled[0]) == len(padded[0])
+    np.testing.assert_allclose(filled[0], padded[0], atol=0.01)
+    np.testing.assert_allclose(filled[1], padded[1], atol=1e-5)
+    assert len(zero[0]) != len(padded[0]) or not np.allclose(zero[1], padded[1], atol=1e-3)

@@ -39,18 +39,42 @@ def test_two_workers_take_the_same_step_as_one_with_twice_the_batch(ray_local, l
         epochs=1, batch_size=b, lr=0.05, optimizer="sgd", momentum=0.0, weight_decay=0.0,
         schedule="constant", shuffle=False, max_steps=1, crops_per_epoch=2 * b,
     )  # fmt: skip
-    payload = (data.images, data.boxes, (), ())
+    payload = (data.images, data.boxes, data.fills, (), (), ())
     result = fit(loop, payload, workers=2, storage_path=str(tmp_path), name="dp",
                  per_worker=train_detector_per_worker)  # fmt: skip
     # Reference: the same engine in this process, one worker, batch 2b, the same crops.
     one, model, start, optimizer = one_worker_reference(loop, build_detector_model)
     crops = SceneCrops(data.images, data.boxes, crop=175, receptive_field=135, stride=4,
-                       crops_per_epoch=2 * b, augment=one.augment, seed=one.seed)  # fmt: skip
+                       crops_per_epoch=2 * b, augment=one.augment, seed=one.seed,
+                       fills=data.fills)  # fmt: skip
     loader = torch.utils.data.DataLoader(crops, batch_size=2 * b, shuffle=False)
     train_detector_epoch(model, loader, optimizer, make_scheduler(optimizer, one, 1),
                          Normalize(one.mean, one.std), BoxOutputs(4, model.size_ref), 135,
                          max_steps=1)  # fmt: skip
     assert_same_step(two_worker_weights(result), model, start)
+
+
+def test_crops_past_the_scene_edge_take_the_colour_detect_reads_there(labels):
+    from rasterio.windows import Window
+
+    from tiling.bands import resolve_scaling, select_bands
+    from tiling.read import read_window
+    from tiling.scene import open_scene
+
+    data = load_labelled_scenes(labels)
+    with open_scene(data.uris[0]) as ds:
+        bands = select_bands(ds, data.uris[0], None)
+        pixels, valid = read_window(ds, data.uris[0], Window(-40, -40, 100, 100), bands,
+                                    resolve_scaling(ds, bands, "auto"))  # fmt: skip
+    assert not valid[:40].any() and valid[40:, 40:].all()
+    np.testing.assert_allclose(pixels[:, :40], data.fills[0][:, None, None] * np.ones((1, 40, 100)))
+    assert data.fills[0].max() > 10  # the sea's colour, not black
+
+    crops = SceneCrops(data.images, data.boxes, crop=175, receptive_field=135, stride=4,
+                       crops_per_epoch=1, augment=(), fills=data.fills)  # fmt: skip
+    image, inside = crops._cut(0, -40, -40, 100)
+    assert (image[:, :40] == np.rint(data.fills[0]).astype(np.uint8)[:, None, None]).all()
+    assert (inside == valid).all() and (image[:, 40:, 40:] == data.images[0][:, :60, :60]).all()
 
 
 def test_scenes_load_with_the_faces_class_whatever_the_labels_call_it(labels, tmp_path):

@@ -57,17 +57,21 @@ def test_resize_crop_scales_a_square_and_keeps_the_mask_sharp():
     assert mask[:, :75].all() and not mask[:, 75:].any()
 
 
-def test_change_look_keeps_off_scene_zero_and_changes_the_sea():
+def test_change_look_changes_off_scene_colour_with_the_scene_but_keeps_it_flat():
+    """Past the edge (the scene's fill colour) the pointwise changes apply as to a sea pixel of
+    that colour; blur and noise do not, so it stays one flat colour as detection reads it."""
     rng = np.random.default_rng(0)
     image = np.full((3, 64, 64), 90, np.uint8)
+    image[:, :, :24] = rng.integers(60, 120, (3, 64, 24))
     valid = np.ones((64, 64), bool)
     valid[:, 48:] = False
-    image[:, :, 48:] = 0
     changed = 0
     for _ in range(20):
         out = change_look(image, valid, rng)
-        assert out.dtype == np.uint8 and (out[:, :, 48:] == 0).all()
-        changed += abs(float(out[:, :, :48].mean()) - 90) > 2
+        off = out[:, :, 48:].reshape(3, -1)
+        assert out.dtype == np.uint8 and (off == off[:, :1]).all()
+        changed += abs(float(off.mean()) - 90) > 2
+        assert np.abs(out[:, 20:40, 30:40].astype(int).mean((1, 2)) - off[:, 0]).max() < 4
     assert changed >= 10
 
 

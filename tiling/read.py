@@ -58,7 +58,9 @@ def read_window(
     if mask is None:
         valid[rs, cs] = True
     else:
-        np.copyto(pixels[:, rs, cs], _fill_values(scaling, len(bands)), where=~mask[None])
+        np.copyto(
+            pixels[:, rs, cs], fill_colour(scaling, len(bands))[:, None, None], where=~mask[None]
+        )
         valid[rs, cs] = mask
     return pixels, valid
 
@@ -70,12 +72,13 @@ def _all_valid(ds: rasterio.DatasetReader, bands: tuple[int, ...]) -> bool:
     )
 
 
-def _fill_values(scaling: Scaling, n: int) -> np.ndarray:
-    return np.asarray(scaling.fill or (0.0,) * n, np.float32)[:, None, None]
+def fill_colour(scaling: Scaling, n: int) -> np.ndarray:
+    """float32 (n,): the 0..255 colour of pixels outside the scene and of nodata."""
+    return np.asarray(scaling.fill or (0.0,) * n, np.float32)
 
 
 def _fill(pixels: np.ndarray, scaling: Scaling) -> None:
-    pixels[...] = _fill_values(scaling, len(pixels))
+    pixels[...] = fill_colour(scaling, len(pixels))[:, None, None]
 
 
 def _fmt(w: Window) -> str:
