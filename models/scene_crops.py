@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from models.augment import jitter
 from models.detector import output_cells
 from models.scene_augment import SCALE_RANGE, change_look, log_uniform, resize_crop
+from models.scene_window import cut_window
 from models.targets import encode_targets
 
 
@@ -106,16 +107,7 @@ class SceneCrops(Dataset):
     def _cut(self, scene: int, x0: int, y0: int, c: int) -> tuple[np.ndarray, np.ndarray]:
         """uint8 (3, c, c) pixels at (x0, y0) of ``scene`` (its fill past the edge) and the
         in-scene mask."""
-        src = self.scenes[scene]
-        _, h, w = src.shape
-        image = np.empty((3, c, c), np.uint8)
-        image[...] = self.fills[scene][:, None, None]
-        valid = np.zeros((c, c), bool)
-        xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + c, w), min(y0 + c, h)
-        if xa < xb and ya < yb:
-            image[:, ya - y0 : yb - y0, xa - x0 : xb - x0] = src[:, ya:yb, xa:xb]
-            valid[ya - y0 : yb - y0, xa - x0 : xb - x0] = True
-        return image, valid
+        return cut_window(self.scenes[scene], x0, y0, c, c, self.fills[scene], np.uint8)
 
     def _view(self, image, valid, boxes, rng):
         """Random flip/turn (boxes follow), jitter and look."""

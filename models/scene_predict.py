@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from models.detector import BoxOutputs
+from models.scene_window import cut_window
 from tiling.centers import CentreParams, centre_boxes
 from tiling.region_boxes import plan_scene_regions, region_boxes
 
@@ -32,16 +33,11 @@ def predict_scene(
     params = CentreParams(int(outputs.stride), receptive_field, max_box_px, threshold, nms_iou)
     _, h, w = image.shape
     found_boxes, found_scores = [], []
-    fill = np.zeros((3, 1, 1), np.float32) if fill is None else np.reshape(fill, (3, 1, 1))
+    fill = np.zeros(3, np.float32) if fill is None else fill
     for r in plan_scene_regions(w, h, region, params):
         read = r.read
         x0, y0, rw, rh = int(read.col_off), int(read.row_off), int(read.width), int(read.height)
-        pixels = np.empty((3, rh, rw), np.float32)
-        pixels[...] = fill
-        valid = np.zeros((rh, rw), bool)
-        xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + rw, w), min(y0 + rh, h)
-        pixels[:, ya - y0 : yb - y0, xa - x0 : xb - x0] = image[:, ya:yb, xa:xb]
-        valid[ya - y0 : yb - y0, xa - x0 : xb - x0] = True
+        pixels, valid = cut_window(image, x0, y0, rw, rh, fill)
         out = outputs(net(normalize(torch.from_numpy(pixels)[None])))[0].numpy()
         b, s = region_boxes(out, valid, r, params, centre_boxes)
         found_boxes.append(b)

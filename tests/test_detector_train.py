@@ -77,6 +77,22 @@ def test_crops_past_the_scene_edge_take_the_colour_detect_reads_there(labels):
     assert (inside == valid).all() and (image[:, 40:, 40:] == data.images[0][:, :60, :60]).all()
 
 
+def test_a_window_past_the_right_and_bottom_edges_or_off_the_scene_is_fill_and_invalid():
+    from models.scene_window import cut_window
+
+    scene = np.arange(3 * 5 * 7, dtype=np.uint8).reshape(3, 5, 7)
+    fill = np.array([200, 201, 202])
+    pixels, valid = cut_window(scene, 4, 3, 6, 4, fill, np.uint8)
+    assert pixels.shape == (3, 4, 6) and pixels.dtype == np.uint8
+    assert (pixels[:, :2, :3] == scene[:, 3:, 4:]).all() and valid[:2, :3].all()
+    assert not valid[2:].any() and not valid[:, 3:].any()
+    assert (pixels[:, 2:] == fill[:, None, None]).all() and (
+        pixels[:, :, 3:] == fill[:, None, None]
+    ).all()
+    away, nowhere = cut_window(scene, 9, -20, 3, 3, fill)
+    assert not nowhere.any() and (away == fill[:, None, None]).all() and away.dtype == np.float32
+
+
 def test_scenes_load_with_the_faces_class_whatever_the_labels_call_it(labels, tmp_path):
     """A one-class file named otherwise ("Whale") trains on every box; in a file with other
     classes (a boat), every box unless ``label`` names the faces'."""
