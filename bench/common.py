@@ -16,17 +16,25 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
+# The CPU extensions that change PyTorch/ONNX Runtime speed between machines of one model name
+# ("Intel(R) Xeon(R) Processor" hides AMX or not): recorded, never recalled from memory.
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile")
+
+
 def machine() -> dict:
-    cpu = platform.processor() or ""
+    cpu, flags = platform.processor() or "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
     return {
         "cpu": cpu,
+        "isa": [f for f in ISA_FLAGS if f in flags],
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
