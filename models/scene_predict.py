@@ -20,7 +20,7 @@ from tiling.region_boxes import plan_scene_regions, region_boxes
 def predict_scene(
     net: nn.Module, normalize: nn.Module, outputs: BoxOutputs, image: np.ndarray, *,
     receptive_field: int, threshold: float, max_box_px: float, nms_iou: float = 0.3,
-    region: int = 1024, fill: np.ndarray | None = None,
+    region: int = 1024, fill: np.ndarray | float = 0,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """uint8/float (3, H, W) 0..255 scene → (boxes (N, 4) float64 scene px, scores (N,) float32).
 
@@ -33,7 +33,6 @@ def predict_scene(
     params = CentreParams(int(outputs.stride), receptive_field, max_box_px, threshold, nms_iou)
     _, h, w = image.shape
     found_boxes, found_scores = [], []
-    fill = np.zeros(3, np.float32) if fill is None else fill
     for r in plan_scene_regions(w, h, region, params):
         read = r.read
         x0, y0, rw, rh = int(read.col_off), int(read.row_off), int(read.width), int(read.height)

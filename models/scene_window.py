@@ -11,10 +11,11 @@ import numpy as np
 
 
 def cut_window(
-    scene: np.ndarray, x0: int, y0: int, width: int, height: int, fill, dtype=np.float32
+    scene: np.ndarray, x0: int, y0: int, width: int, height: int, fill=0, dtype=np.float32
 ) -> tuple[np.ndarray, np.ndarray]:
     """(C, H, W) ``scene`` → (pixels (C, height, width) of ``dtype``, in-scene mask (height, width))
-    for the window whose top-left pixel is (x0, y0); ``fill``: (C,) colour past the edge."""
+    for the window whose top-left pixel is (x0, y0); ``fill``: the (C,) colour (or one value)
+    past the edge."""
     _, h, w = scene.shape
     pixels = np.empty((scene.shape[0], height, width), dtype)
     pixels[...] = np.reshape(fill, (-1, 1, 1))
