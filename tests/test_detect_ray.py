@@ -51,13 +51,22 @@ def assert_same_detections(a, b):
     )
 
 
-def actor_pids() -> set[int]:
+def actor_pids(busy: bool = False) -> set[int]:
+    """Detection actors' processes; ``busy``: those running a region (Ray titles them by method)."""
+    title = "ray::_RemoteDetector.detect" if busy else "ray::_RemoteDetector"
     pids = set()
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info["cmdline"] or []
-        if cmd and cmd[0].startswith("ray::_RemoteDetector"):
+        if cmd and cmd[0].startswith(title):
             pids.add(p.pid)
     return pids
+
+
+def wait_until(condition, timeout: float):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return value
 
 
 def test_one_and_two_workers_give_identical_detections(ray_local, inputs, tmp_path):
@@ -69,17 +78,21 @@ def test_one_and_two_workers_give_identical_detections(ray_local, inputs, tmp_pa
 
 def test_sigkilled_actor_is_replaced_and_its_regions_rerun(ray_local, inputs, tmp_path):
     clean = detect(inputs, tmp_path / "clean", workers=2)
+    # ray.kill is asynchronous: the clean run's actors must be gone, or they pass for this run's.
+    assert wait_until(lambda: not actor_pids(), 60), "the clean run's actors did not exit"
+
+    def both_busy() -> set[int]:
+        pids = actor_pids(busy=True)
+        return pids if len(pids) == 2 else set()
+
     outcome: dict = {}
     run = threading.Thread(target=lambda: outcome.update(r=detect(inputs, tmp_path / "k", 2)))
     run.start()
-    deadline = time.monotonic() + 180  # actor start-up is slow on a loaded 2-core machine
-    while len(actor_pids()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # let both actors load the model and take regions
-    victims = actor_pids()
-    assert victims, "no detection actor process started within 180 s"
+
+    busy = wait_until(both_busy, 180)  # start-up is slow on a loaded 2-core machine
+    assert busy, f"two detection actors did not take regions within 180 s (alive: {actor_pids()})"
     assert run.is_alive(), "the run ended before an actor could be killed: make the scene bigger"
-    victim = min(victims)
+    victim = min(busy)
     os.kill(victim, signal.SIGKILL)
     run.join(timeout=300)
     assert not run.is_alive()
