@@ -9,7 +9,8 @@ Per training seed: the approach-1 classifier trained on chips cut from the same 
 negatives), then every candidate the seed's detector finds at threshold 0.05 re-scored as
 sqrt(detector × classifier), the classifier looking at a chip centred on the candidate (mean of
 its 8 mirror / quarter-turn views). The fused score's threshold is the best-F1 one on the
-candidates of the training scenes — optimistic, as both models trained on them. Per test scene:
+candidates of the training scenes (the middle of any tie, as ``train`` tunes the detector's) —
+optimistic, as both models trained on them. Per test scene:
 centre-F1 at the tuned thresholds, F1 at the scene's best threshold and AP over all candidates,
 for the detector alone, the classifier alone and the two fused. Writes
 ``bench/results/verifier.json``.
@@ -17,7 +18,6 @@ for the detector alone, the classifier alone and the two fused. Writes
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -44,10 +44,11 @@ def candidates(bundle: Path, scene: Path, out: Path) -> tuple[np.ndarray, np.nda
 
 
 def truth_boxes(labels: Path, scene: Path) -> np.ndarray:
-    """The DeepForest CSV's boxes of ``scene``, (M, 4) px."""
-    with labels.open() as f:
-        rows = [r for r in csv.DictReader(f) if Path(r["image_path"]).name == scene.name]
-    return np.array([[float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")] for r in rows])
+    """The labelled boxes of ``scene`` (``labels.read``), (M, 4) px."""
+    from labels.read import read_labels
+
+    (found,) = [s for s in read_labels(labels) if Path(s.scene).name == scene.name]
+    return found.boxes
 
 
 def chips(scene: Path, boxes: np.ndarray, size: int) -> np.ndarray:
@@ -68,6 +69,13 @@ def chips(scene: Path, boxes: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def scene_width(scene: Path) -> int:
+    import rasterio
+
+    with rasterio.open(scene) as ds:
+        return ds.width
+
+
 def second_look(scorer, x: np.ndarray) -> np.ndarray:
     """The classifier's face probability per chip, averaged over the 8 views."""
     import torch
@@ -85,9 +93,8 @@ def f1_curve(boxes, scores, truth) -> tuple[np.ndarray, np.ndarray]:
     takes detections in score order, so keeping a prefix matches as a higher threshold would."""
     from reports.truth import centre_radius_pairs, greedy_match
 
-    m = greedy_match(scores, *centre_radius_pairs(boxes, truth, RADIUS))
-    tp = np.cumsum(m.truth_of >= 0)
-    return m.scores, 2 * tp / (np.arange(1, len(tp) + 1) + len(truth))
+    ranked, p, r = greedy_match(scores, *centre_radius_pairs(boxes, truth, RADIUS)).pr_curve()
+    return ranked, np.divide(2 * p * r, p + r, out=np.zeros_like(p), where=p + r > 0)
 
 
 def figures(boxes, scores, truth, threshold: float) -> dict:
@@ -104,6 +111,7 @@ def figures(boxes, scores, truth, threshold: float) -> dict:
 
 def run_seed(work: Path, seed: int, tests: dict[str, tuple[Path, Path]]) -> dict:
     from models.bundle import load_bundle
+    from models.detector_loop import pool_scenes
     from models.scorer import build_scorer
 
     labels, bundle = work / f"train{seed}" / "annotations.csv", work / f"bundle{seed}"
@@ -120,15 +128,16 @@ def run_seed(work: Path, seed: int, tests: dict[str, tuple[Path, Path]]) -> dict
         ver = second_look(scorer, chips(scene, boxes, size))
         return boxes, det, ver, truth_boxes(truth_csv, scene)
 
-    # One coordinate space for the four training scenes, so one ranking tunes one threshold.
-    pooled = [scored(s, labels, s.stem) for s in sorted(labels.parent.glob("scene_*.tif"))]
-    apart = [np.array([10_000.0 * i, 0, 10_000.0 * i, 0]) for i in range(len(pooled))]
-    ranked, f1 = f1_curve(
-        np.concatenate([b + apart[i] for i, (b, _, _, _) in enumerate(pooled)]),
-        np.concatenate([np.sqrt(d * v) for _, d, v, _ in pooled]),
-        np.concatenate([t + apart[i] for i, (_, _, _, t) in enumerate(pooled)]),
-    )
-    fused_threshold = float(ranked[int(np.argmax(f1))])
+    # One ranking over the four training scenes side by side tunes one threshold; of the
+    # thresholds that tie for the best F1, the middle one, as `train` tunes the detector's.
+    scenes = sorted(labels.parent.glob("scene_*.tif"))
+    pooled = [scored(s, labels, s.stem) for s in scenes]
+    ranked, f1 = f1_curve(*pool_scenes(
+        [(b, np.sqrt(d * v)) for b, d, v, _ in pooled], [t for *_, t in pooled],
+        [scene_width(s) for s in scenes],
+    ))  # fmt: skip
+    ties = ranked[f1 >= f1.max() - 1e-9]
+    fused_threshold = float(ties[len(ties) // 2])
     run = {"seed": seed, "detector_threshold": det_threshold,
            "fused_threshold": round(fused_threshold, 4), "tests": {}}  # fmt: skip
     for name, (scene, truth_csv) in tests.items():

@@ -216,7 +216,7 @@ def tune_threshold(model, loop, images, boxes, fills, flips: int = 1) -> tuple[f
                       threshold=0.05, max_box_px=loop.max_box_px, fill=fill)
         for img, fill in zip(images, fills, strict=True)
     ]  # fmt: skip
-    pooled = pool_scenes(found, boxes, images)
+    pooled = pool_scenes(found, boxes, [img.shape[2] for img in images])
     grid = np.round(np.arange(0.1, 0.75, 0.05), 2)
     f1 = np.array([scene_metrics(*pooled, t, loop.match_radius)["val_f1"] for t in grid])
     ties = grid[f1 >= f1.max() - 1e-9]

@@ -104,10 +104,11 @@ def scene_metrics(boxes, scores, truth, threshold: float, radius: float) -> dict
     }
 
 
-def pool_scenes(found, truths, images) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-scene ((N, 4) boxes, (N,) scores) and (M, 4) truth px → (boxes, scores, truth) of all
-    scenes placed side by side in one coordinate space, so one ranking covers them all."""
-    offsets = np.cumsum([0] + [img.shape[2] + 1000 for img in images])
+def pool_scenes(found, truths, widths) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-scene ((N, 4) boxes, (N,) scores), (M, 4) truth px and width px → (boxes, scores,
+    truth) of all scenes placed side by side in one coordinate space, so one ranking covers
+    them all."""
+    offsets = np.cumsum([0] + [w + 1000 for w in widths])
     boxes = np.concatenate(
         [b + [o, 0, o, 0] for (b, _), o in zip(found, offsets, strict=False)]
     ).reshape(-1, 4)
@@ -221,7 +222,7 @@ class _DetectorWorker(_Worker):
         if self.rank != 0:
             return {}
         pooled = pool_scenes([found[k] for k in range(len(self.val_scenes))], self.val_boxes,
-                             self.val_scenes)  # fmt: skip
+                             [img.shape[2] for img in self.val_scenes])  # fmt: skip
         return scene_metrics(*pooled, self.loop.val_threshold, self.loop.match_radius)
 
     def _mine(self) -> np.ndarray:
