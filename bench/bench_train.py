@@ -33,7 +33,7 @@ def run(chips: Path, epochs: int, batch_size: int, workers: tuple[int, ...], rou
 
     from jobs.ray_session import ray_session
     from jobs.ray_train import fit
-    from jobs.train import TrainConfig, loop_config
+    from jobs.train_classifier import TrainConfig, loop_config
     from models.data import read_dataset
 
     data = read_dataset(chips)

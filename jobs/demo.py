@@ -161,7 +161,7 @@ def _timed(fn, *args):
 
 
 def _train_classifier(config: DemoConfig):
-    from jobs.train import TrainConfig, run_train
+    from jobs.train_classifier import TrainConfig, run_train
 
     opts = {"epochs": config.epochs} if config.epochs else {}
     return run_train(

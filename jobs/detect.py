@@ -62,6 +62,7 @@ class DetectConfig:
     progress: bool = True
     rerun: bool = False  # detect scenes whose result (same scene key) is already ok, again
     gsd: float | None = None  # metres per pixel of every scene, instead of its georeferencing
+    second_look: bool = True  # boxes: re-score candidates with the bundle's second look, if any
 
     def __post_init__(self):
         if self.mode is not None and self.mode not in MODES:
@@ -196,7 +197,7 @@ def detect_scenes(config: DetectConfig, scenes: Sequence[Scene], bundle=None) ->
     stride = _stride(config, bundle)
     settings = DetectorSettings(
         mode=config.mode, stride=stride, threshold=config.threshold,
-        batch_size=config.batch_size, backend=config.backend,
+        batch_size=config.batch_size, backend=config.backend, second_look=config.second_look,
     )  # fmt: skip
     writer = _Writer(config, bundle, settings)
     with _pool(config, str(bundle.path), settings) as pool:
@@ -333,7 +334,14 @@ def result_parameters(config: DetectConfig, bundle) -> dict:
         "scale": config.scale,
         "gsd": config.gsd,
         "model_gsd_m": bundle.gsd_m,
+        "second_look": _second_look_key(config, bundle),
     }
+
+
+def _second_look_key(config: DetectConfig, bundle) -> str | None:
+    """The second look's weights hash when the run uses it (it changes the scores)."""
+    second = _second_look(config, bundle, config.mode)
+    return second.load(bundle).weights_sha256 if second else None
 
 
 def _stride(config: DetectConfig, bundle) -> int:
@@ -371,12 +379,19 @@ def _record_failure(config: DetectConfig, bundle, store, scene: Scene, error: st
 
 
 def for_bundle(config: DetectConfig, bundle) -> DetectConfig:
-    """``config`` with mode and threshold resolved for ``bundle`` (see :func:`resolve_mode`)."""
-    return dataclasses.replace(
-        config,
-        mode=resolve_mode(config.mode, bundle),
-        threshold=config.threshold or float(bundle.metrics.get("threshold", 0.5)),
-    )
+    """``config`` with mode and threshold resolved for ``bundle`` (see :func:`resolve_mode`):
+    by default the threshold tuned with the second look when the run uses one, else the
+    bundle's own."""
+    mode = resolve_mode(config.mode, bundle)
+    second = _second_look(config, bundle, mode)
+    tuned = second.threshold if second else float(bundle.metrics.get("threshold", 0.5))
+    return dataclasses.replace(config, mode=mode, threshold=config.threshold or tuned)
+
+
+def _second_look(config: DetectConfig, bundle, mode: str):
+    from models.second_look import SecondLookSpec
+
+    return SecondLookSpec.of(bundle) if mode == "boxes" and config.second_look else None
 
 
 def resolve_mode(mode: str | None, bundle) -> str:
@@ -464,13 +479,19 @@ def _parse_bands(ctx, param, value: str | None) -> tuple[int, ...] | None:
 @progress_option
 @click.option("--quiet", is_flag=True, hidden=True, help="Same as --no-progress.")
 @click.option(
+    "--second-look/--no-second-look", default=True, show_default=True,
+    help="Box detectors trained with a second look: re-score each candidate with its chip "
+    "classifier (threshold then applies to the fused score).",
+)  # fmt: skip
+@click.option(
     "--rerun", is_flag=True,
     help="Detect scenes again even if the reports already hold an ok result for the same scene "
     "version, model and parameters (the new attempt then wins).",
 )  # fmt: skip
 @verbose_option
 def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold, bands, scale,
-           backend, gsd, workers, address, capacity_wait_s, progress, quiet, rerun):  # fmt: skip
+           backend, gsd, workers, address, capacity_wait_s, progress, quiet, second_look,
+           rerun):  # fmt: skip
     """Detect whale faces in SCENES (GeoTIFF paths or s3:// URIs) with the model BUNDLE."""
     try:
         config = DetectConfig(
@@ -478,6 +499,7 @@ def detect(bundle, scenes, out, mode, stride, region_size, batch_size, threshold
             region_size=region_size, batch_size=batch_size, threshold=threshold, bands=bands,
             scale=scale, backend=backend, workers=workers, address=address,
             capacity_wait_s=capacity_wait_s, progress=progress and not quiet, rerun=rerun, gsd=gsd,
+            second_look=second_look,
         )  # fmt: skip
     except ValueError as e:
         raise click.UsageError(str(e)) from e

@@ -59,11 +59,23 @@ class ExportConfig:
 
 
 def run_export(config: ExportConfig) -> list[Path]:
-    """Do the export; return the files written or found up to date (ONNX, then engine)."""
+    """Do the export; return the files written or found up to date (ONNX, then engine), the
+    second look's after the detector's when the bundle has one (it runs on the same backend)."""
     from models.bundle import load_bundle
-    from models.export import export_onnx, onnx_path
+    from models.second_look import SecondLookSpec
 
     bundle = load_bundle(config.bundle)
+    paths = _export(bundle, config, config.tile)
+    spec = SecondLookSpec.of(bundle)
+    if spec is not None:
+        second = spec.load(bundle)
+        paths += _export(second, config, second.input_size)  # it scores chips, not regions
+    return paths
+
+
+def _export(bundle, config: ExportConfig, tile: int) -> list[Path]:
+    from models.export import export_onnx, onnx_path
+
     precision = config.resolved_precision
     if precision == "int8":
         onnx = export_onnx(bundle, "int8", calib_chips=config.calib_chips)
@@ -80,7 +92,7 @@ def run_export(config: ExportConfig) -> list[Path]:
         bundle,
         device=config.device,
         precision=precision,
-        tile=config.tile,
+        tile=tile,
         max_batch=config.max_batch,
     )
     return [onnx, *backend.engine_paths]

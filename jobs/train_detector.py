@@ -37,7 +37,9 @@ class DetectorTrainConfig(RunPaths):
     threshold is tuned with them). ``scene_column``, ``point_box_m``: how to read a vector labels
     file; ``label``: the faces' class(es), comma-separated (:func:`labels.read.read_labels`;
     None: every labelled box); ``face_px``: the median face size training and detection work at
-    when the labelled faces are much larger (:mod:`jobs.labelled_scenes`; None: the scenes' GSD).
+    when the labelled faces are much larger (:mod:`jobs.labelled_scenes`; None: the scenes' GSD);
+    ``second_look``: also train the chip classifier that re-scores each candidate
+    (:mod:`jobs.train_second_look`).
     """
 
     labels: Path
@@ -69,6 +71,7 @@ class DetectorTrainConfig(RunPaths):
     point_box_m: float | None = None
     label: str | None = None
     face_px: float | None = FACE_PX
+    second_look: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", Path(self.labels))
@@ -97,17 +100,65 @@ def train_detector(labels_path: str | Path, out: str | Path, **opts: Any):
 def run_train_detector(config: DetectorTrainConfig):
     """Train as ``config`` says and write the bundle to ``config.out``; returns the ``Bundle``."""
     from models.detector_loop import train_detector_per_worker
+    from models.tuning import best_threshold, scene_candidates
 
+    data, parts, loop = _prepare(config)
+    payload = (parts.train_images, parts.train_boxes, parts.train_fills,
+               parts.val_images, parts.val_boxes, parts.val_fills)  # fmt: skip
+    result, seconds = fit_run(config, loop, payload, per_worker=train_detector_per_worker)
+    model, history = trained_model(config, loop, result.checkpoint)
+    scenes = tuning_scenes(parts)
+    found = scene_candidates(model, loop, scenes, config.test_time_flips)
+    threshold, f1 = best_threshold(found, scenes, loop.match_radius)
+    bundle = write_detector_bundle(config, data, parts, loop, model, history, seconds,
+                                   threshold, f1)  # fmt: skip
+    if not config.second_look:
+        return bundle
+    if len(data.uris) < 2:  # its chips hold out a whole scene for calibration
+        log.warning("%s: one labelled scene; the second look needs two or more, trained none",
+                    config.labels)  # fmt: skip
+        return bundle
+    from jobs.train_second_look import train_second_look
+
+    return train_second_look(config, data, bundle, scenes, found, loop.match_radius)
+
+
+def add_second_look(labels_path: str | Path, bundle_path: str | Path, **opts: Any):
+    """Train the second look for a detector bundle trained without one (``--no-second-look``, or
+    before it existed), on the labels it was trained on; ``opts``: the other
+    :class:`DetectorTrainConfig` fields it was trained with. Returns the updated bundle."""
+    from jobs.train_second_look import train_second_look
+    from models.bundle import load_bundle, load_model
+    from models.tuning import scene_candidates
+
+    config = DetectorTrainConfig(labels=labels_path, out=bundle_path, **opts)
+    bundle = load_bundle(bundle_path)
+    data, parts, loop = _prepare(config)
+    scenes = tuning_scenes(parts)
+    found = scene_candidates(load_model(bundle), loop, scenes, bundle.test_time_flips)
+    return train_second_look(config, data, bundle, scenes, found, loop.match_radius)
+
+
+def _prepare(config: DetectorTrainConfig):
+    """The labelled scenes, their training / held-out parts and the per-worker loop config."""
     data = load_labelled_scenes(
         config.labels, config.face_px, scene_column=config.scene_column,
         point_box_m=config.point_box_m, label=config.label,
     )  # fmt: skip
     parts = hold_out(config, data)
-    loop = detector_loop_config(config, parts, data.fingerprint)
-    payload = (parts.train_images, parts.train_boxes, parts.train_fills,
-               parts.val_images, parts.val_boxes, parts.val_fills)  # fmt: skip
-    result, seconds = fit_run(config, loop, payload, per_worker=train_detector_per_worker)
-    return write_detector_bundle(config, data, parts, loop, result.checkpoint, seconds)
+    return data, parts, detector_loop_config(config, parts, data.fingerprint)
+
+
+def tuning_scenes(parts: HeldOut):
+    """What thresholds are tuned on: the held-out strips hold a dozen faces, and one face more
+    or less found moves their best threshold by 0.1–0.15. The training parts join them (a little
+    optimistic, but ten times the faces): on unseen 30 MP scenes the pooled choice landed about
+    0.05 below the best threshold, the strips' alone up to 0.1 off either way
+    (docs/approach3.md)."""
+    from models.tuning import Tuning
+
+    return Tuning(parts.val_images + parts.train_images, parts.val_boxes + parts.train_boxes,
+                  parts.val_fills + parts.train_fills)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -197,49 +248,22 @@ def _channel_stats(images) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def tune_threshold(model, loop, images, boxes, fills, flips: int = 1) -> tuple[float, float | None]:
-    """The score threshold with the best centre-F1 on ``images`` pooled (0.3 without any), scored
-    as detection will (averaged over ``flips`` views). Of thresholds that tie for the
-    best, the middle one: the F1 curve is flat over a range, and its middle transfers better than
-    its low end."""
-    from models.detector import BoxOutputs, FlipAverage
-    from models.detector_loop import pool_scenes, scene_metrics
-    from models.scene_predict import predict_scene
-    from models.scorer import Normalize
-
-    if not images:
-        return 0.3, None
-    norm, outputs = Normalize(loop.mean, loop.std), BoxOutputs(model.output_stride, model.size_ref)
-    model = FlipAverage(model, flips) if flips > 1 else model
-    found = [
-        predict_scene(model, norm, outputs, img, receptive_field=model.receptive_field,
-                      threshold=0.05, max_box_px=loop.max_box_px, fill=fill)
-        for img, fill in zip(images, fills, strict=True)
-    ]  # fmt: skip
-    pooled = pool_scenes(found, boxes, [img.shape[2] for img in images])
-    grid = np.round(np.arange(0.1, 0.75, 0.05), 2)
-    f1 = np.array([scene_metrics(*pooled, t, loop.match_radius)["val_f1"] for t in grid])
-    ties = grid[f1 >= f1.max() - 1e-9]
-    return float(ties[len(ties) // 2]), float(f1.max())
-
-
-def write_detector_bundle(config: DetectorTrainConfig, data: LabelledScenes, parts: HeldOut,
-                          loop, checkpoint, seconds: float):  # fmt: skip
-    """The last checkpoint's weights + everything detection needs, as a ``kind: detector`` bundle."""
-    from models.bundle import save_bundle
+def trained_model(config: DetectorTrainConfig, loop, checkpoint):
+    """The detector with the last checkpoint's weights, and the run's per-epoch history."""
     from models.detector_loop import build_detector_model
 
     weights, history = read_checkpoint(checkpoint, config.run_name)
     model = build_detector_model(loop)
     model.load_state_dict(weights)
-    # The held-out strips hold a dozen faces: one face more or less found moves their best
-    # threshold by 0.1–0.15. The training scenes join them (a little optimistic, but ten times
-    # the faces): on unseen 30 MP scenes the pooled choice landed about 0.05 below the best
-    # threshold, the strips' alone up to 0.1 off either way (docs/approach3.md).
-    threshold, f1 = tune_threshold(model, loop, parts.val_images + parts.train_images,
-                                   parts.val_boxes + parts.train_boxes,
-                                   parts.val_fills + parts.train_fills,
-                                   config.test_time_flips)  # fmt: skip
+    return model, history
+
+
+def write_detector_bundle(config: DetectorTrainConfig, data: LabelledScenes, parts: HeldOut,
+                          loop, model, history, seconds: float, threshold: float,
+                          f1: float | None):  # fmt: skip
+    """The trained detector + everything detection needs, as a ``kind: detector`` bundle."""
+    from models.bundle import save_bundle
+
     last = history[-1]
     trained = sum(h["train_seconds"] for h in history)
     metrics = {

@@ -4,7 +4,7 @@ With a classifier ``--arch`` the labels are cut into chips (:mod:`labels.chips`)
 ``<out>.chips`` beside the bundle, and the classifier trains on them as on any chip folder;
 its detection box is the labels' median face size (``dataset.json``'s ``face_size_px``).
 Without ``--arch`` the approach-3 box detector trains on the labelled scenes directly
-(``jobs.train_detector.train_detector``).
+(``jobs.train_detector.train_detector``); its second look trains on chips cut here too.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from typing import Any
 
 import click
 
-__all__ = ["DETECTOR_OPTIONS", "chips_dir", "cut_training_chips", "train_detector_cli"]
+__all__ = ["DETECTOR_OPTIONS", "chips_dir", "cut_training_chips"]
 
 DETECTOR_OPTIONS = (
     "epochs", "workers", "batch_size", "lr", "augment", "storage", "resume", "address", "seed",
     "cpus_per_worker", "progress", "scene_column", "point_box_m", "label", "face_px",
+    "second_look",
 )  # fmt: skip
 """``train`` options the detector takes too; the others are the classifier's."""
 
@@ -41,25 +42,3 @@ def cut_training_chips(labels: Path, out: Path, **chip_opts: Any) -> Path:
     )
     click.echo(str(summary), err=True)
     return summary.out
-
-
-def train_detector_cli(labels: Path, out: Path, explicit: dict[str, Any]):
-    """Train the approach-3 detector on ``labels``; ``explicit``: options the user gave."""
-    other = sorted(set(explicit) - set(DETECTOR_OPTIONS))
-    if other:
-        flags = ", ".join("--" + k.replace("_", "-") for k in other)
-        raise click.UsageError(
-            f"{flags}: classifier option(s); add --arch whalenet (or alexnet, resnet18) to train "
-            "a classifier from LABELS, or leave them out to train the box detector"
-        )
-    try:
-        from jobs.train_detector import train_detector
-    except ModuleNotFoundError as e:
-        if e.name != "jobs.train_detector":
-            raise
-        raise click.ClickException(
-            f"{str(labels)!r}: training from labels without --arch needs the approach-3 box "
-            "detector (jobs.train_detector), which this build lacks; pass a classifier --arch "
-            "(whalenet, alexnet, resnet18) to train a classifier from LABELS"
-        ) from e
-    return train_detector(labels, out, **explicit)

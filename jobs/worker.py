@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.second_look import SecondLookSpec, candidate_threshold
 from tiling.bands import Scaling
 from tiling.centers import CentreParams, centre_boxes
 from tiling.grid import Region
@@ -39,14 +40,22 @@ class DetectorSettings:
     backend: str = "torch"
     device: str | None = None
     threads: int | None = None
+    second_look: bool = True  # boxes: re-score candidates with the bundle's second look, if any
+
+    def second_look_of(self, bundle) -> SecondLookSpec | None:
+        """The bundle's second look if this run uses it (boxes mode, not turned off)."""
+        return SecondLookSpec.of(bundle) if self.mode == "boxes" and self.second_look else None
 
     def decode_params(self, bundle) -> DecodeParams | CentreParams:
-        """How this run turns the bundle's heatmaps into boxes (window and box size from it)."""
+        """How this run turns the bundle's heatmaps into boxes (window and box size from it).
+        With a second look, ``threshold`` applies to the fused score, so the detector decodes
+        every candidate that could still reach it."""
         if self.mode == "boxes":
             largest = bundle.max_box_px or 2 * bundle.box_size_px
-            return CentreParams(
-                self.stride, bundle.receptive_field, largest, self.threshold, self.nms_iou
-            )
+            floor = self.threshold
+            if self.second_look_of(bundle) is not None:
+                floor = candidate_threshold(self.threshold)
+            return CentreParams(self.stride, bundle.receptive_field, largest, floor, self.nms_iou)
         return DecodeParams(
             self.stride, bundle.input_size, bundle.box_size_px, self.threshold, self.nms_iou
         )
@@ -94,6 +103,7 @@ class RegionDetector:
         self.window = self.bundle.input_size
         self.params = settings.decode_params(self.bundle)
         self.decode = centre_boxes if settings.mode == "boxes" else heatmap_peaks
+        self.second, self.chip = self._second_look(settings)
         self._compute = threading.Lock()
         self._local = threading.local()
 
@@ -114,6 +124,9 @@ class RegionDetector:
         with self._compute:
             try:
                 heat = self.heatmap(pixels)
+                boxes, scores = region_boxes(heat, valid, task.region, self.params, self.decode)
+                if self.second is not None:
+                    boxes, scores = self._look_again(pixels, task.region, boxes, scores)
             except Exception as e:  # a backend failure fails this region's scene, not the run
                 log.warning("%s region %d: backend %s failed", task.uri, task.region.index,
                             label, exc_info=True)  # fmt: skip
@@ -121,10 +134,34 @@ class RegionDetector:
                 return RegionResult(
                     task.scene, task.region.index, _no_boxes(), _no_scores(), mp, error, label
                 )
-        boxes, scores = region_boxes(heat, valid, task.region, self.params, self.decode)
         if task.grid is not None:
             boxes = task.grid.to_native(boxes)
         return RegionResult(task.scene, task.region.index, boxes, scores, mp, None, label)
+
+    def _second_look(self, settings: DetectorSettings):
+        """The second look's classifier backend, on the detector's backend and device."""
+        from models.backends import load_backend
+        from models.second_look import check_halo
+
+        spec = settings.second_look_of(self.bundle)
+        if spec is None:
+            return None, 0
+        classifier = spec.load(self.bundle)
+        check_halo(self.params.halo, classifier.input_size)
+        backend = load_backend(
+            settings.backend, classifier, device=settings.device, threads=settings.threads
+        )
+        return backend, classifier.input_size
+
+    def _look_again(self, pixels, region: Region, boxes, scores):
+        """The candidates re-scored by the second look (fused), those at ``threshold`` kept."""
+        from models.second_look import cut_chips, fuse, view_mean
+
+        origin = (int(region.read.col_off), int(region.read.row_off))
+        chips = cut_chips(pixels, origin, boxes, self.chip)
+        fused = fuse(scores, view_mean(self.second, chips))
+        keep = fused >= self.settings.threshold
+        return boxes[keep], fused[keep]
 
     def heatmap(self, pixels: np.ndarray) -> np.ndarray:
         """(3, h, w) 0..255 → (rows, cols) probabilities on the stride grid of the read window

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-OPS = ("flip", "rot90", "jitter", "invert")
+OPS = ("flip", "rot90", "jitter", "invert", "look")
 
 
 def invert(chip: np.ndarray) -> np.ndarray:
@@ -60,7 +60,9 @@ class Augment:
     """A random chip transform built from ``ops`` (see :data:`OPS`).
 
     ``flip``: mirror with p = 0.5; ``rot90``: a uniform turn of 0/90/180/270°; ``jitter``:
-    brightness and contrast factors uniform in [1 − s, 1 + s]; ``invert``: 255 − x with p = 0.5.
+    brightness and contrast factors uniform in [1 − s, 1 + s]; ``invert``: 255 − x with p = 0.5;
+    ``look``: the detector's gamma, colour, haze, blur and noise changes
+    (:func:`models.scene_augment.change_look`), for chips from one survey meant for others.
     """
 
     ops: tuple[str, ...] = ()
@@ -82,4 +84,14 @@ class Augment:
             chip = jitter(chip, rng.uniform(1 - s, 1 + s), rng.uniform(1 - s, 1 + s))
         if "invert" in self.ops and rng.random() < 0.5:
             chip = invert(chip)
+        if "look" in self.ops:
+            chip = look(chip, rng)
         return chip
+
+
+def look(chip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 3) uint8 → the same with a random look (:func:`models.scene_augment.change_look`)."""
+    from models.scene_augment import change_look  # torch: only where looks are wanted
+
+    valid = np.ones(chip.shape[:2], bool)
+    return np.ascontiguousarray(change_look(chip.transpose(2, 0, 1), valid, rng).transpose(1, 2, 0))

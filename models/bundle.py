@@ -54,6 +54,8 @@ class Bundle:
     ``test_time_flips`` (detectors): the scorer averages the network over 1, 2, 4 or 8 views
     (mirrors and quarter turns, :class:`models.detector.FlipAverage`); 1 in bundles written
     before it existed.
+    ``second_look`` (detectors): ``{"folder", "threshold"}`` of the chip classifier inside the
+    bundle that re-scores each candidate (:mod:`models.second_look`); empty without one.
     ``gsd_m`` is the ground sample distance (metres per pixel) the model was trained at; None
     when unknown (bundles written before it was recorded): detection then scores native pixels.
     """
@@ -81,6 +83,7 @@ class Bundle:
     kind: str = "classifier"
     max_box_px: float | None = None
     test_time_flips: int = 1
+    second_look: dict[str, Any] = field(default_factory=dict)
 
     @property
     def positive_index(self) -> int:

@@ -161,6 +161,16 @@ def record_attempt(
     write_scene_result(store, run, attempt, table)
 
 
+def detect_inline(bundle, scene, out, **kw):
+    """``run_detect`` on one scene in this process (torch unless ``backend`` is given)."""
+    from jobs.detect import DetectConfig, run_detect
+
+    kw.setdefault("backend", "torch")
+    config = DetectConfig(bundle=str(bundle), out=str(out), scenes=(str(scene),), workers=0,
+                          progress=False, **kw)  # fmt: skip
+    return run_detect(config)
+
+
 def read_detections(reports: Path):
     """All detection rows under a reports root, sorted by box, as a pyarrow Table."""
     files = sorted((reports / "detections").rglob("*.parquet"))

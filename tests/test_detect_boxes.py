@@ -4,9 +4,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from jobs.detect import DetectConfig, detect, run_detect
+from jobs.detect import detect
 from synth.scene import SceneSpec, write_scene
-from tests.helpers import read_detections, untrained_bundle, untrained_detector_bundle
+from tests.helpers import (
+    detect_inline as run,
+)
+from tests.helpers import (
+    read_detections,
+    untrained_bundle,
+    untrained_detector_bundle,
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +28,6 @@ def scene(tmp_path_factory):
     path = tmp_path_factory.mktemp("scene") / "whales.tif"
     write_scene(path, SceneSpec(1100, 900, whales=8, seed=31))
     return path
-
-
-def run(bundle, scene, out, **kw):
-    kw.setdefault("backend", "torch")
-    config = DetectConfig(bundle=str(bundle), out=str(out), scenes=(str(scene),), workers=0,
-                          progress=False, **kw)  # fmt: skip
-    return run_detect(config)
 
 
 def boxes_scores(reports):

@@ -16,6 +16,7 @@ from helpers import (
 
 from jobs.labelled_scenes import load_labelled_scenes
 from jobs.train_detector import train_detector
+from models.bundle import load_bundle
 from models.detector import BoxOutputs
 from models.detector_loop import DetectorLoopConfig, build_detector_model, train_detector_epoch
 from models.scene_crops import SceneCrops
@@ -155,7 +156,8 @@ def test_train_resume_then_detect_end_to_end(ray_local, labels, tmp_path):
     from jobs.detect import detect
 
     opts = dict(workers=2, batch_size=4, crops_per_epoch=8, width=4, crop=199, progress=False)
-    first = train_detector(labels, tmp_path / "b", epochs=1, **opts)
+    first = train_detector(labels, tmp_path / "b", epochs=1, second_look=False, **opts)
+    assert first.second_look == {}
     bundle = train_detector(labels, tmp_path / "b", epochs=2, resume=True, **opts)
     assert first.kind == bundle.kind == "detector"
     history = bundle.metrics["history"]
@@ -167,6 +169,14 @@ def test_train_resume_then_detect_end_to_end(ray_local, labels, tmp_path):
     assert bundle.gsd_m == pytest.approx(0.1, rel=1e-3) and bundle.receptive_field == 135
     assert bundle.max_box_px is not None and 20 < bundle.object_size_px < 45
     assert bundle.test_time_flips == 8  # detection (and the tuned threshold) average 8 views
+    # the second look: a classifier inside the bundle, trained on chips of the labels plus the
+    # detector's own false alarms (at most as many as face chips), with its fused threshold
+    second = bundle.second_look
+    assert second["folder"] == "second_look" and 0 < second["threshold"] < 1
+    chips = tmp_path / "b.chips" / "train"
+    mined = list((chips / "not_face").glob("mined_*.png"))
+    assert 0 < len(mined) == second["false_alarm_chips"] <= len(list((chips / "face").glob("*")))
+    assert load_bundle(bundle.path / "second_look").kind == "classifier"
 
     scene = labels.parent / "scene_2.tif"
     out = tmp_path / "reports"

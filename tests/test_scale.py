@@ -42,7 +42,7 @@ def _chips(root, meta: dict | None):
 
 
 def test_training_gsd_is_the_flag_else_dataset_json_else_unknown(tmp_path, caplog):
-    from jobs.train import TrainConfig, training_gsd
+    from jobs.train_classifier import TrainConfig, training_gsd
 
     with_meta = read_dataset(_chips(tmp_path / "a", {"gsd_m": 0.03, "face_size_px": 100}))
     without = read_dataset(_chips(tmp_path / "b", None))
@@ -51,7 +51,7 @@ def test_training_gsd_is_the_flag_else_dataset_json_else_unknown(tmp_path, caplo
     assert training_gsd(cfg, with_meta) == 0.03
     flag = TrainConfig(data=tmp_path / "a", out=tmp_path / "o", gsd_m=0.07)
     assert training_gsd(flag, with_meta) == 0.07 and training_gsd(flag, without) == 0.07
-    with caplog.at_level(logging.WARNING, logger="jobs.train"):
+    with caplog.at_level(logging.WARNING, logger="jobs.train_classifier"):
         assert training_gsd(cfg, without) is None
     assert "native pixels" in caplog.text
     with pytest.raises(ValueError, match="gsd_m"):

@@ -91,6 +91,22 @@ def test_geometric_augment_keeps_label_and_pixels():
             assert any(np.array_equal(hwc, v) for v in views[i])
 
 
+def test_look_is_the_detectors_look_change_on_a_channels_last_chip():
+    from models.scene_augment import change_look
+
+    x = np.random.default_rng(4).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    changed = 0
+    for seed in range(6):
+        y = aug.Augment(("look",))(x, np.random.default_rng(seed))
+        ref = change_look(
+            x.transpose(2, 0, 1), np.ones((12, 10), bool), np.random.default_rng(seed)
+        )
+        assert y.shape == x.shape and y.dtype == np.uint8
+        np.testing.assert_array_equal(y, ref.transpose(1, 2, 0))
+        changed += not np.array_equal(y, x)
+    assert changed == 6
+
+
 def test_jitter_matches_a_per_pixel_reference_and_saturates():
     """Slow, obvious reference: each pixel on its own, in Python floats, clipped (never wrapped)."""
     x = np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8)
@@ -266,7 +282,8 @@ def test_resume_without_an_earlier_run_is_a_clear_error(chips, tmp_path):
 
 
 def test_train_config_errors_name_the_field(chips, tmp_path):
-    from jobs.train import TrainConfig, train
+    from jobs.train import train
+    from jobs.train_classifier import TrainConfig
 
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(data=chips, out=tmp_path / "b", workers=3, batch_size=64)
