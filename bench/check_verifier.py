@@ -1,5 +1,6 @@
-"""Would a second look at each approach-3 candidate lift its accuracy? A measured check, not a
-feature (docs/approach3.md, "A second look").
+"""Would a second look at each approach-3 candidate lift its accuracy? The check that led to the
+second look ``train LABELS`` now builds (docs/approach3.md, "Second look"); it keeps measuring
+the plain recipe (approach 1's classifier on the labels' chips alone) on any bundle.
 
     python -m bench.check_verifier --work W [--seeds 41,53] [--test-seeds 9091,7777] [--gamma 1.6]
 
@@ -33,11 +34,12 @@ CANDIDATES = 0.05  # the detector threshold that keeps every face of the test sc
 
 
 def candidates(bundle: Path, scene: Path, out: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 4) px boxes and (N,) scores of ``whalescan detect --threshold 0.05``."""
+    """(N, 4) px boxes and (N,) scores of ``whalescan detect --threshold 0.05``, the detector's
+    own (any second look the bundle has turned off)."""
     import pyarrow.dataset as ds
 
     cli("detect", str(bundle), str(scene), "--out", str(out), "--workers", "0", "--no-progress",
-        "--rerun", "--threshold", str(CANDIDATES))  # fmt: skip
+        "--rerun", "--threshold", str(CANDIDATES), "--no-second-look")  # fmt: skip
     t = ds.dataset(out / "detections").to_table()
     boxes = np.stack([t[c].to_numpy() for c in ("px_xmin", "px_ymin", "px_xmax", "px_ymax")], 1)
     return boxes.reshape(-1, 4), t["score"].to_numpy()

@@ -126,6 +126,10 @@ def train(data: Path, out: Path, **opts: Any) -> None:
                 explicit["second_look"] = second_look
             bundle = train_detector_cli(data.resolve(), out.resolve(), explicit)
             click.echo(f"{bundle.path}  detector  {json.dumps(_scalars(bundle.metrics))}")
+            if bundle.second_look:
+                click.echo(
+                    f"{bundle.path}  second look  {json.dumps(_scalars(bundle.second_look))}"
+                )
             return
         data = cut_training_chips(data.resolve(), out.resolve(), **chip_opts)
     opts["arch"] = opts["arch"] or TrainConfig.arch

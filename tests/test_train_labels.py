@@ -56,7 +56,8 @@ def test_train_labels_without_arch_calls_the_detector(labelled, tmp_path, monkey
 
     def train_detector(labels_path, out, **opts):
         calls.append((labels_path, out, opts))
-        return types.SimpleNamespace(path=out, metrics={"val_ap": 0.5, "history": []})
+        return types.SimpleNamespace(path=out, metrics={"val_ap": 0.5, "history": []},
+                                     second_look={"threshold": 0.45})  # fmt: skip
 
     fake.train_detector = train_detector
     monkeypatch.setitem(sys.modules, "jobs.train_detector", fake)
@@ -65,6 +66,7 @@ def test_train_labels_without_arch_calls_the_detector(labelled, tmp_path, monkey
     assert res.exit_code == 0, res.output
     assert calls == [(labelled.resolve(), out.resolve(), {"epochs": 3, "lr": 0.01})]
     assert '"val_ap": 0.5' in res.output
+    assert 'second look  {"threshold": 0.45}' in res.output
     args = ["--label", "Whale", "--scene-column", "tif", "--point-box-m", "3", "--face-px", "0"]
     res = CliRunner().invoke(train, [str(labelled), "--out", str(out), *args])
     assert res.exit_code == 0, res.output
@@ -74,6 +76,10 @@ def test_train_labels_without_arch_calls_the_detector(labelled, tmp_path, monkey
     assert res.exit_code == 0 and calls[-1][2] == {"face_px": 48.0}
     res = CliRunner().invoke(train, [str(labelled), "--out", str(out), "--face-px", "48", "--arch", "whalenet"])  # fmt: skip
     assert res.exit_code == 2 and "--face-px: a box-detector option" in res.output
+    res = CliRunner().invoke(train, [str(labelled), "--out", str(out), "--no-second-look"])
+    assert res.exit_code == 0 and calls[-1][2] == {"second_look": False}
+    res = CliRunner().invoke(train, [str(labelled), "--out", str(out), "--second-look", "--arch", "whalenet"])  # fmt: skip
+    assert res.exit_code == 2 and "--second-look: a box-detector option" in res.output
     res = CliRunner().invoke(train, [str(labelled), "--out", str(out), "--object-size", "30"])
     assert res.exit_code == 2 and "--object-size: classifier option" in res.output
 
