@@ -117,7 +117,10 @@ def summary(m: dict) -> dict:
 @click.option("--gamma", type=float, default=1.6, help="Also score the tests re-toned (0: no).")
 @click.option("--flavours/--no-flavours", "with_flavours", default=True,
               help="Also the first test scene at other GSDs and in another file flavour.")  # fmt: skip
-def main(work: Path, train_seeds: str, test_seeds: str, gamma: float, with_flavours: bool) -> None:
+@click.option("--save-as", default="approach3", show_default=True,
+              help="bench/results/NAME.json to write.")  # fmt: skip
+def main(work: Path, train_seeds: str, test_seeds: str, gamma: float, with_flavours: bool,
+         save_as: str) -> None:  # fmt: skip
     from bench.bench_border import relook
 
     work.mkdir(parents=True, exist_ok=True)
@@ -156,14 +159,15 @@ def main(work: Path, train_seeds: str, test_seeds: str, gamma: float, with_flavo
             "loadavg_at_start": timing.get("loadavg_at_start"),
             "train_fit_seconds": meta["train_seconds"], "threshold": meta["threshold"], "val_ap": meta.get("val_ap"),
             "val_f1": meta.get("val_f1"), "val_ap50": meta.get("val_ap50"),
-            "test_time_flips": manifest.get("test_time_flips", 1), "tests": {},
+            "test_time_flips": manifest.get("test_time_flips", 1),
+            "second_look": manifest.get("second_look") or None, "tests": {},
         }  # fmt: skip
         for name, (scene, truth) in tests.items():
             out = work / f"reports{seed}-{scene.parent.name}-{scene.stem}"
             run["tests"][name] = score(bundle, scene, truth, out)
             print(seed, name, run["tests"][name], flush=True)
         runs.append(run)
-    save("approach3", {"command": " ".join(sys.argv), "runs": runs, "machine_end": machine()})
+    save(save_as, {"command": " ".join(sys.argv), "runs": runs, "machine_end": machine()})
 
 
 if __name__ == "__main__":
