@@ -78,18 +78,6 @@ def scene_width(scene: Path) -> int:
         return ds.width
 
 
-def second_look(scorer, x: np.ndarray) -> np.ndarray:
-    """The classifier's face probability per chip, averaged over the 8 views."""
-    import torch
-
-    t, views = torch.from_numpy(x), []
-    with torch.no_grad():
-        for k in range(8):
-            v = torch.rot90(t, k % 4, (2, 3))
-            views.append(scorer(torch.flip(v, (3,)) if k >= 4 else v).reshape(-1))
-    return torch.stack(views).mean(0).numpy()
-
-
 def f1_curve(boxes, scores, truth) -> tuple[np.ndarray, np.ndarray]:
     """(ranked scores, centre-F1 when keeping the detections down to each): greedy matching
     takes detections in score order, so keeping a prefix matches as a higher threshold would."""
@@ -112,9 +100,10 @@ def figures(boxes, scores, truth, threshold: float) -> dict:
 
 
 def run_seed(work: Path, seed: int, tests: dict[str, tuple[Path, Path]]) -> dict:
+    from models.backends import load_backend
     from models.bundle import load_bundle
     from models.detector_loop import pool_scenes
-    from models.scorer import build_scorer
+    from models.second_look import view_mean
 
     labels, bundle = work / f"train{seed}" / "annotations.csv", work / f"bundle{seed}"
     verifier = work / f"verifier{seed}"
@@ -122,12 +111,12 @@ def run_seed(work: Path, seed: int, tests: dict[str, tuple[Path, Path]]) -> dict
         cli("train", str(labels), "--arch", "whalenet", "--out", str(verifier), "--workers", "2",
             "--no-progress")  # fmt: skip
     second = load_bundle(verifier)
-    scorer, size = build_scorer(second), second.input_size
+    classifier, size = load_backend("torch", second), second.input_size
     det_threshold = json.loads((bundle / "bundle.json").read_text())["metrics"]["threshold"]
 
     def scored(scene: Path, truth_csv: Path, tag: str):
         boxes, det = candidates(bundle, scene, work / f"candidates{seed}-{tag}")
-        ver = second_look(scorer, chips(scene, boxes, size))
+        ver = view_mean(classifier, chips(scene, boxes, size))
         return boxes, det, ver, truth_boxes(truth_csv, scene)
 
     # One ranking over the four training scenes side by side tunes one threshold; of the

@@ -33,6 +33,7 @@ from jobs.options import (
 from jobs.preflight import OptionError, check_detect
 from jobs.region_pool import CAPACITY_WAIT_S
 from jobs.worker import DetectorSettings, RegionResult, RegionTask, scene_regions
+from models.second_look import in_use
 from tiling.bands import parse_scale, resolve_scaling, select_bands
 from tiling.sampling import SceneSampling, scene_sampling
 from tiling.scene import Scene, SceneError, describe, open_scene, resolve_scene, scene_env
@@ -340,7 +341,7 @@ def result_parameters(config: DetectConfig, bundle) -> dict:
 
 def _second_look_key(config: DetectConfig, bundle) -> str | None:
     """The second look's weights hash when the run uses it (it changes the scores)."""
-    second = _second_look(config, bundle, config.mode)
+    second = in_use(bundle, config.mode, config.second_look)
     return second.load(bundle).weights_sha256 if second else None
 
 
@@ -383,15 +384,9 @@ def for_bundle(config: DetectConfig, bundle) -> DetectConfig:
     by default the threshold tuned with the second look when the run uses one, else the
     bundle's own."""
     mode = resolve_mode(config.mode, bundle)
-    second = _second_look(config, bundle, mode)
+    second = in_use(bundle, mode, config.second_look)
     tuned = second.threshold if second else float(bundle.metrics.get("threshold", 0.5))
     return dataclasses.replace(config, mode=mode, threshold=config.threshold or tuned)
-
-
-def _second_look(config: DetectConfig, bundle, mode: str):
-    from models.second_look import SecondLookSpec
-
-    return SecondLookSpec.of(bundle) if mode == "boxes" and config.second_look else None
 
 
 def resolve_mode(mode: str | None, bundle) -> str:

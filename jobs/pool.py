@@ -16,7 +16,6 @@ from dataclasses import replace
 
 from jobs.region_pool import CAPACITY_WAIT_S, RegionPool
 from jobs.worker import DetectorSettings, RegionDetector
-from models.second_look import FOLDER as SECOND_LOOK
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +157,10 @@ def _bundle_tar(path: str) -> bytes:
         return p.read_bytes()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tf:
-        for folder in (p, p / SECOND_LOOK):  # a detector's second look travels with it
-            for f in sorted(folder.iterdir()) if folder.is_dir() else ():
-                if f.is_file():
-                    tf.add(f, arcname=str(f.relative_to(p)))
+        for f in sorted(p.rglob("*")):  # a detector's second_look/ travels with it
+            name = f.relative_to(p)
+            if f.is_file() and name.parts[0] != "engines":
+                tf.add(f, arcname=str(name))
     return buf.getvalue()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.second_look import FOLDER, SecondLookSpec, chip_origins, fuse, view_mean
+from models.second_look import FOLDER, SecondLookSpec, cut_chips, fuse, view_mean
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def train_second_look(config, data, bundle, scenes, found, radius: float):
     ))  # fmt: skip
     backend = load_backend("torch", classifier)
     fused = [
-        (boxes, fuse(scores, view_mean(backend, scene_chips(img, fill, boxes))))
+        (boxes, fuse(scores, view_mean(backend, cut_chips(img, (0, 0), boxes, CHIP, fill))))
         for img, fill, (boxes, scores) in zip(scenes.images, scenes.fills, found, strict=True)
     ]
     threshold, f1 = best_threshold(fused, scenes, radius)
@@ -57,17 +57,6 @@ def train_second_look(config, data, bundle, scenes, found, radius: float):
     }  # fmt: skip
     log.info("second look: fused threshold %.2f, F1 %.3f on the labelled scenes", threshold, f1)
     return update_manifest(bundle, second_look=entry)
-
-
-def scene_chips(image: np.ndarray, fill, boxes: np.ndarray, size: int = CHIP) -> np.ndarray:
-    """(N, 3, size, size) float32 chips of an in-memory scene centred on ``boxes``, the scene's
-    ``fill`` past its edge (as :func:`tiling.read.read_window` reads it in ``detect``)."""
-    from models.scene_window import cut_window
-
-    out = np.empty((len(boxes), image.shape[0], size, size), np.float32)
-    for i, (col, row) in enumerate(chip_origins(boxes, size)):
-        out[i], _ = cut_window(image, int(col), int(row), size, size, fill)
-    return out
 
 
 def write_false_alarms(folder: Path, scenes, found, radius: float, limit: int) -> int:
@@ -84,7 +73,7 @@ def write_false_alarms(folder: Path, scenes, found, radius: float, limit: int) -
         false += [(float(scores[i]), s, boxes[i]) for i in np.flatnonzero(~near.any(1))]
     false = sorted(false, key=lambda f: -f[0])[:limit]
     for i, (_, s, box) in enumerate(false):
-        (chip,) = scene_chips(scenes.images[s], scenes.fills[s], box[None])
+        (chip,) = cut_chips(scenes.images[s], (0, 0), box[None], CHIP, scenes.fills[s])
         pixels = np.clip(np.rint(chip.transpose(1, 2, 0)), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(folder / f"mined_{s:03d}_{i:05d}.png", compress_level=3)
     return len(false)

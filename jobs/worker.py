@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.second_look import SecondLookSpec, candidate_threshold
+from models.second_look import SecondLookSpec, candidate_threshold, in_use
 from tiling.bands import Scaling
 from tiling.centers import CentreParams, centre_boxes
 from tiling.grid import Region
@@ -44,7 +44,7 @@ class DetectorSettings:
 
     def second_look_of(self, bundle) -> SecondLookSpec | None:
         """The bundle's second look if this run uses it (boxes mode, not turned off)."""
-        return SecondLookSpec.of(bundle) if self.mode == "boxes" and self.second_look else None
+        return in_use(bundle, self.mode, self.second_look)
 
     def decode_params(self, bundle) -> DecodeParams | CentreParams:
         """How this run turns the bundle's heatmaps into boxes (window and box size from it).

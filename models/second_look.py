@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from models.bundle import Bundle, BundleError, load_bundle
+from models.scene_window import cut_window
 
 FOLDER = "second_look"  # the classifier bundle's folder inside the detector bundle
 
@@ -57,6 +58,11 @@ class SecondLookSpec:
         return {"folder": self.folder, "threshold": self.threshold}
 
 
+def in_use(bundle: Bundle, mode: str | None, enabled: bool) -> SecondLookSpec | None:
+    """The bundle's second look if a run in ``mode`` with it ``enabled`` uses it (boxes only)."""
+    return SecondLookSpec.of(bundle) if mode == "boxes" and enabled else None
+
+
 def candidate_threshold(threshold: float) -> float:
     """The detector score below which no candidate can pass a fused ``threshold`` (the
     classifier's score is at most 1): decoding down to it loses nothing."""
@@ -75,18 +81,15 @@ def chip_origins(boxes: np.ndarray, size: int) -> np.ndarray:
 
 
 def cut_chips(
-    pixels: np.ndarray, origin: tuple[int, int], boxes: np.ndarray, size: int
+    pixels: np.ndarray, origin: tuple[int, int], boxes: np.ndarray, size: int, fill=0
 ) -> np.ndarray:
-    """(N, 3, size, size) chips centred on ``boxes`` (scene px) from ``pixels`` (3, h, w), the read
-    window whose top-left pixel is ``origin`` (col, row) in scene px. Raises ValueError when a chip
-    leaves the window (the halo is too small for the chip)."""
-    at = chip_origins(boxes, size) - np.asarray(origin)
-    _, h, w = pixels.shape
-    if len(at) and (at.min() < 0 or (at[:, 0] + size).max() > w or (at[:, 1] + size).max() > h):
-        raise ValueError(f"a {size}-px second-look chip leaves the {w}x{h} read window")
-    out = np.empty((len(at), pixels.shape[0], size, size), np.float32)
-    for i, (c, r) in enumerate(at):
-        out[i] = pixels[:, r : r + size, c : c + size]
+    """(N, 3, size, size) float32 chips centred on ``boxes`` (scene px) from ``pixels`` (3, h, w)
+    whose top-left pixel is ``origin`` (col, row) in scene px: a region's read window in
+    ``detect`` (the halo keeps its chips inside: :func:`check_halo`), a whole in-memory scene
+    in training, where chips past the edge take the scene's ``fill`` as ``detect`` reads it."""
+    out = np.empty((len(boxes), pixels.shape[0], size, size), np.float32)
+    for i, (col, row) in enumerate(chip_origins(boxes, size) - np.asarray(origin)):
+        out[i], _ = cut_window(pixels, int(col), int(row), size, size, fill)
     return out
 
 

@@ -58,7 +58,7 @@ def run(bundle, scene, out, **kw):
     return px_boxes(t), t["score"].to_numpy()
 
 
-def test_chips_are_centred_on_the_boxes_and_must_stay_in_the_window():
+def test_chips_are_centred_on_the_boxes_and_filled_past_the_edge():
     pixels = np.random.default_rng(0).random((3, 50, 60)).astype(np.float32)
     boxes = np.array(
         [[20.0, 30.0, 30.0, 40.0], [40.0, 10.0, 50.0, 20.0]]
@@ -66,8 +66,12 @@ def test_chips_are_centred_on_the_boxes_and_must_stay_in_the_window():
     chips = cut_chips(pixels, (5, 2), boxes, 8)  # window's top-left is scene px (5, 2)
     np.testing.assert_array_equal(chips[0], pixels[:, 29:37, 16:24])
     np.testing.assert_array_equal(chips[1], pixels[:, 9:17, 36:44])
-    with pytest.raises(ValueError, match="leaves the 60x50 read window"):
-        cut_chips(pixels, (5, 2), np.array([[0.0, 0.0, 4.0, 4.0]]), 8)
+    # past the array: the fill colour, as detect reads past a scene's edge
+    (edge,) = cut_chips(pixels, (5, 2), np.array([[3.0, 0.0, 7.0, 4.0]]), 8, fill=(7, 8, 9))
+    # centre (5, 2) is the array's top-left pixel: the chip starts 4 px up and left of it
+    np.testing.assert_array_equal(edge[:, 4:, 4:], pixels[:, :4, :4])
+    fill = np.reshape([7.0, 8.0, 9.0], (3, 1, 1))
+    assert np.all(edge[:, :4] == fill) and np.all(edge[:, :, :4] == fill)
     with pytest.raises(ValueError, match="half the 64-px"):
         check_halo(32, 64)
     check_halo(33, 64)
